@@ -1,0 +1,46 @@
+# A thin Makefile: it only calls the tools. `make run` and `make test` are the whole set-up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help install run test lint typecheck pytest docs docs-serve bench stress clean
+
+help:
+	@echo "make run    - install into $(VENV) and serve the example app on http://127.0.0.1:8000"
+	@echo "make test   - install, lint, type check and run the tests"
+	@echo "make lint | typecheck | docs | bench | stress | clean"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python -m example_app
+
+lint: install
+	$(BIN)/ruff check src tests example_app bench
+	$(BIN)/ruff format --check src tests example_app bench
+
+typecheck: install
+	$(BIN)/mypy src
+
+pytest: install
+	$(BIN)/pytest --cov --cov-report=term
+
+test: lint typecheck pytest
+
+docs: install
+	$(BIN)/mkdocs build --strict
+
+docs-serve: install
+	$(BIN)/mkdocs serve
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,43 @@
+"""httpool: named, long-lived httpx clients for FastAPI and Starlette apps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._config import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Provider
+from ._depends import client, sync_client
+from ._errors import ConfigError, OriginNotAllowedError, PoolClosedError, UnknownProviderError
+from ._lifespan import get_pool, lifespan
+from ._pool import ClientPool, PoolState
+from ._secret import Secret
+
+__all__ = [
+    "ClientPool",
+    "ConfigError",
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "OriginNotAllowedError",
+    "PoolClosedError",
+    "PoolState",
+    "PoolTransport",
+    "Provider",
+    "Secret",
+    "UnknownProviderError",
+    "client",
+    "get_pool",
+    "lifespan",
+    "sync_client",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PoolTransport":  # interim: the transport module lands separately
+        from ._transport import PoolTransport
+
+        return PoolTransport
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("httpool")
+    msg = f"module 'httpool' has no attribute {name!r}"
+    raise AttributeError(msg)

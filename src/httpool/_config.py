@@ -1,0 +1,178 @@
+"""`Provider`: the frozen, validated configuration of one named upstream."""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal, TypeAlias
+
+import httpx
+
+from ._secret import MASK, Secret, redact_url
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "OVERRIDES",
+    "TRANSPORT_NAMES",
+    "Provider",
+    "TransportName",
+    "TransportSpec",
+    "origin_of",
+]
+
+#: Connect fast, wait long for the model: LLM responses take tens of seconds, and a
+#: streamed answer may pause between tokens; a dead host should fail in seconds.
+DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=10.0)
+
+#: Keep as many connections alive as may be open, so a burst of 100 concurrent calls is
+#: served again without new TCP+TLS set-ups; drop idle ones after 30 s, well before most
+#: providers' load balancers close them (60-350 s).
+DEFAULT_LIMITS: Final = httpx.Limits(
+    max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0
+)
+
+TransportName: TypeAlias = Literal["httpool", "httpx", "aiohttp"]
+TransportSpec: TypeAlias = (
+    TransportName | httpx.AsyncBaseTransport | Callable[[], httpx.AsyncBaseTransport]
+)
+EventHooks: TypeAlias = Mapping[str, Sequence[Callable[..., Any]]]
+AuthSpec: TypeAlias = httpx.Auth | tuple[str | Secret, str | Secret] | None
+
+#: The flat keyword overrides of `ClientPool.get_client`, as CodeWeaver's pool takes them.
+OVERRIDES: Final = frozenset(
+    {
+        "max_connections",
+        "max_keepalive_connections",
+        "keepalive_expiry",
+        "connect_timeout",
+        "read_timeout",
+        "write_timeout",
+        "pool_timeout",
+        "http2",
+    }
+)
+TRANSPORT_NAMES: Final = ("httpool", "httpx", "aiohttp")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class Provider:
+    """The configuration of one named upstream, validated when it is made.
+
+    Arguments:
+        name: how routes ask for the client: `httpool.client("openai")`. Letters,
+            digits, `_`, `-` and `.`.
+        base_url: the provider's API root, with scheme, e.g. `https://api.openai.com/v1`.
+            Requests use paths relative to it; the provider's headers and auth are only
+            sent to this origin (and `allowed_origins`).
+        headers: default headers; wrap credentials in `Secret` so they never show.
+        auth: an `httpx.Auth`, or a `(user, password)` pair for basic auth.
+        timeout: an `httpx.Timeout` or seconds; see `DEFAULT_TIMEOUT`.
+        limits: an `httpx.Limits`; see `DEFAULT_LIMITS`.
+        http2: offer HTTP/2 (ALPN) on https origins; plain http stays on HTTP/1.1.
+        follow_redirects: as in httpx; off by default.
+        verify: TLS verification as in httpx (`True`, a CA bundle path or an
+            `ssl.SSLContext`). Turning it off logs a warning when the client is made.
+        event_hooks: httpx event hooks, `{"request": [...], "response": [...]}`.
+        transport: `"httpool"` (the default, httpool's `PoolTransport`), `"httpx"`
+            (httpx's own pool), `"aiohttp"` (needs `httpool[aiohttp]`), an
+            `httpx.AsyncBaseTransport` instance (for tests: `httpx.MockTransport`), or a
+            zero-argument factory that returns a new transport for each app run.
+        max_lifetime: seconds after which a connection is retired once idle, so a
+            long-busy pool re-resolves DNS (httpool transport only).
+        retry_post: retry a POST once on a fresh connection when a reused one died
+            before any response byte (for APIs with idempotency keys).
+        allowed_origins: other origins (`https://host[:port]`) that may receive this
+            provider's credentials.
+    """
+
+    name: str
+    _: dataclasses.KW_ONLY
+    base_url: str = ""
+    headers: Mapping[str, str | Secret] = dataclasses.field(default_factory=dict)
+    auth: AuthSpec = None
+    timeout: httpx.Timeout = dataclasses.field(default_factory=lambda: DEFAULT_TIMEOUT)
+    limits: httpx.Limits = dataclasses.field(default_factory=lambda: DEFAULT_LIMITS)
+    http2: bool = True
+    follow_redirects: bool = False
+    verify: ssl.SSLContext | str | bool = True
+    event_hooks: EventHooks | None = None
+    transport: TransportSpec = "httpool"
+    max_lifetime: float | None = None
+    retry_post: bool = False
+    allowed_origins: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        from ._validate import validate_provider
+
+        for field, value in validate_provider(self).items():
+            object.__setattr__(self, field, value)
+
+    def with_overrides(self, **overrides: Any) -> Provider:
+        """A copy with CodeWeaver-style flat overrides (`read_timeout=90`, `http2=False`...)."""
+        unknown = sorted(set(overrides) - OVERRIDES)
+        if unknown:
+            msg = (
+                f"unknown override(s) for provider {self.name!r}: {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(OVERRIDES))}"
+            )
+            raise TypeError(msg)
+        if not overrides:
+            return self
+        lim, tmo = self.limits, self.timeout
+        limits = httpx.Limits(
+            max_connections=overrides.get("max_connections", lim.max_connections),
+            max_keepalive_connections=overrides.get(
+                "max_keepalive_connections", lim.max_keepalive_connections
+            ),
+            keepalive_expiry=overrides.get("keepalive_expiry", lim.keepalive_expiry),
+        )
+        timeout = httpx.Timeout(
+            connect=overrides.get("connect_timeout", tmo.connect),
+            read=overrides.get("read_timeout", tmo.read),
+            write=overrides.get("write_timeout", tmo.write),
+            pool=overrides.get("pool_timeout", tmo.pool),
+        )
+        return dataclasses.replace(
+            self, limits=limits, timeout=timeout, http2=overrides.get("http2", self.http2)
+        )
+
+    @property
+    def origin(self) -> str | None:
+        """`scheme://host[:port]` of `base_url`, or `None` when there is none."""
+        if not self.base_url:
+            return None
+        return origin_of(httpx.URL(self.base_url))
+
+    def plain_headers(self) -> dict[str, str]:
+        """The headers with `Secret` values revealed, for building the client."""
+        return {
+            k: v.get_secret_value() if isinstance(v, Secret) else v for k, v in self.headers.items()
+        }
+
+    def __repr__(self) -> str:
+        shown = [f"{self.name!r}"]
+        if self.base_url:
+            shown.append(f"base_url={redact_url(self.base_url)!r}")
+        if self.headers:
+            masked = {k: (MASK if isinstance(v, Secret) else v) for k, v in self.headers.items()}
+            shown.append(f"headers={masked!r}")
+        if self.auth is not None:
+            shown.append(f"auth={MASK!r}")
+        for field in ("timeout", "limits", "http2", "transport"):
+            value = getattr(self, field)
+            if isinstance(value, str | bool | httpx.Timeout | httpx.Limits):
+                shown.append(f"{field}={value!r}")
+            else:
+                shown.append(f"{field}=<{type(value).__name__}>")
+        return f"Provider({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def origin_of(url: httpx.URL) -> str:
+    """`scheme://host[:port]` of a URL, the default port left out."""
+    default_port = {"http": 80, "https": 443}.get(url.scheme)
+    port = "" if url.port in (None, default_port) else f":{url.port}"
+    return f"{url.scheme}://{url.host}{port}"

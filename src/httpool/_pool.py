@@ -1,0 +1,322 @@
+"""`ClientPool`: the named clients of one app run, their lifecycle and their stats."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import httpx
+
+from ._clients import build_async_client, build_sync_client
+from ._config import Provider
+from ._errors import ConfigError, PoolClosedError, UnknownProviderError
+from ._secret import install_log_redaction, redact_url
+
+__all__ = ["ClientPool", "PoolState"]
+
+logger = logging.getLogger("httpool")
+
+#: Errors a close may raise because the network or the peer is gone: logged, not raised.
+_EXPECTED_CLOSE_ERRORS = (httpx.HTTPError, OSError)
+
+
+class PoolState(enum.Enum):
+    """Where a pool is in its life: unopened → open → closing → closed (→ open again)."""
+
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class ClientPool:
+    """Named, long-lived `httpx.AsyncClient`s, one per provider.
+
+    ```python
+    async with httpool.ClientPool(httpool.Provider("openai", base_url=...)) as pool:
+        response = await pool.client("openai").post("/chat/completions", json=...)
+    ```
+
+    Registered providers' clients are made when the pool opens, inside the running event
+    loop, so `client(name)` is a dictionary look-up. A pool may be opened again after it
+    closed (a second `TestClient` run does that): each opening makes new clients bound to
+    the loop that is running then.
+
+    Arguments:
+        providers: the registered providers; names must be unique.
+        close_timeout: seconds that closing may take in all; a client whose close hangs
+            longer is abandoned with a warning so shutdown always ends.
+    """
+
+    def __init__(self, *providers: Provider, close_timeout: float = 10.0) -> None:
+        registered: dict[str, Provider] = {}
+        for provider in providers:
+            if not isinstance(provider, Provider):
+                msg = f"ClientPool() takes httpool.Provider objects, got {provider!r}"
+                raise TypeError(msg)
+            if provider.name in registered:
+                msg = f"ClientPool(): provider {provider.name!r} is registered twice"
+                raise ConfigError(msg)
+            registered[provider.name] = provider
+        if close_timeout <= 0:
+            msg = f"ClientPool(close_timeout={close_timeout!r}): must be > 0 seconds"
+            raise ConfigError(msg)
+        self._providers = registered
+        self._close_timeout = close_timeout
+        self._state = PoolState.UNOPENED
+        self._lock = threading.Lock()  # guards creation; never held across an await
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._transports: dict[str, httpx.AsyncBaseTransport] = {}
+        self._built: dict[str, Provider] = {}
+        self._sync_clients: dict[str, httpx.Client] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> PoolState:
+        """The pool's lifecycle state."""
+        return self._state
+
+    async def open(self) -> None:
+        """Make every registered provider's client, bound to the running event loop."""
+        if self._state in (PoolState.OPEN, PoolState.CLOSING):
+            msg = f"ClientPool.open(): the pool is already {self._state.value}"
+            raise RuntimeError(msg)
+        install_log_redaction()
+        with self._lock:
+            self._clients, self._transports, self._built = {}, {}, {}
+            self._sync_clients = {}
+            self._state = PoolState.OPEN
+            for provider in self._providers.values():
+                self._create(provider)
+        logger.debug("httpool pool open: %s", ", ".join(self._providers))
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every client concurrently, within `close_timeout` seconds in all.
+
+        Network errors while closing (`httpx.HTTPError`, `OSError`) are logged at
+        warning with the provider's name; any other error is raised once every client
+        was closed, all of them together in an `ExceptionGroup`. Closing twice is fine.
+        """
+        with self._lock:
+            if self._state is not PoolState.OPEN:
+                self._state = PoolState.CLOSED if self._state is PoolState.UNOPENED else self._state
+                return
+            self._state = PoolState.CLOSING
+            clients, self._clients = self._clients, {}
+            sync_clients, self._sync_clients = self._sync_clients, {}
+            self._transports, self._built = {}, {}
+        errors: list[Exception] = []
+        try:
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as tg:
+                    for name, client in clients.items():
+                        tg.start_soon(self._close_one, name, client, errors)
+                    for name, sync_client in sync_clients.items():
+                        tg.start_soon(self._close_one_sync, name, sync_client, errors)
+        finally:
+            self._state = PoolState.CLOSED
+        logger.debug("httpool pool closed")
+        if errors:
+            msg = f"closing {len(errors)} httpool client(s) failed"
+            raise ExceptionGroup(msg, errors)
+
+    async def close_all(self) -> None:
+        """Close every client concurrently; the same as `aclose()`."""
+        await self.aclose()
+
+    async def close_client(self, name: str) -> bool:
+        """Close one provider's clients; `False` when it had none.
+
+        A registered provider's client is made again by the next `get_client(name)`.
+        """
+        with self._lock:
+            client = self._clients.pop(name, None)
+            sync_client = self._sync_clients.pop(name, None)
+            self._transports.pop(name, None)
+            self._built.pop(name, None)
+        errors: list[Exception] = []
+        if client is not None:
+            await self._close_one(name, client, errors)
+        if sync_client is not None:
+            await self._close_one_sync(name, sync_client, errors)
+        if errors:
+            msg = f"closing httpool client {name!r} failed"
+            raise ExceptionGroup(msg, errors)
+        return client is not None or sync_client is not None
+
+    async def _close_one(
+        self, name: str, client: httpx.AsyncClient, errors: list[Exception]
+    ) -> None:
+        with anyio.move_on_after(self._close_timeout) as scope:
+            try:
+                await client.aclose()
+            except _EXPECTED_CLOSE_ERRORS as exc:
+                logger.warning(
+                    "closing httpool client %r failed: %s: %s",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                    extra={"provider": name},
+                )
+            except Exception as exc:  # noqa: BLE001 - collected and raised together
+                exc.add_note(f"while closing httpool provider {name!r}")
+                errors.append(exc)
+        if scope.cancelled_caught:
+            logger.warning(
+                "closing httpool client %r took over %.1f s; abandoned",
+                name,
+                self._close_timeout,
+                extra={"provider": name},
+            )
+
+    async def _close_one_sync(
+        self, name: str, client: httpx.Client, errors: list[Exception]
+    ) -> None:
+        try:
+            await anyio.to_thread.run_sync(client.close, abandon_on_cancel=True)
+        except _EXPECTED_CLOSE_ERRORS as exc:
+            logger.warning(
+                "closing httpool sync client %r failed: %s",
+                name,
+                type(exc).__name__,
+                extra={"provider": name},
+            )
+        except Exception as exc:  # noqa: BLE001 - collected and raised together
+            exc.add_note(f"while closing httpool sync client {name!r}")
+            errors.append(exc)
+
+    # -- clients -------------------------------------------------------------------------
+
+    def client(self, name: str) -> httpx.AsyncClient:
+        """The live client of provider `name`: a plain look-up, no await, no lock."""
+        try:
+            return self._clients[name]
+        except KeyError:
+            raise self._missing(name) from None
+
+    async def get_client(self, name: str, **overrides: Any) -> httpx.AsyncClient:
+        """The client of `name`, made now if there is none (an unregistered name too).
+
+        `overrides` (`max_connections`, `max_keepalive_connections`, `keepalive_expiry`,
+        `connect_timeout`, `read_timeout`, `write_timeout`, `pool_timeout`, `http2`)
+        apply when the client is made. Clients are cached by name: asking again with
+        other overrides returns the existing client and logs a warning.
+        """
+        return self.get_client_sync(name, **overrides)
+
+    def get_client_sync(self, name: str, **overrides: Any) -> httpx.AsyncClient:
+        """`get_client` for plain threads and sync code: thread-safe, makes one client."""
+        client = self._clients.get(name)
+        if client is not None and not overrides:
+            return client
+        base = self._providers.get(name) or Provider(name)
+        wanted = base.with_overrides(**overrides)
+        with self._lock:
+            if self._state is not PoolState.OPEN:
+                raise PoolClosedError(name, self._state.value)
+            client = self._clients.get(name)
+            if client is None:
+                return self._create(wanted)
+        if overrides and wanted != self._built.get(name):
+            logger.warning(
+                "httpool client %r already exists; overrides %s were not applied "
+                "(clients are cached by name: close_client(%r) first to change them)",
+                name,
+                ", ".join(sorted(overrides)),
+                name,
+                extra={"provider": name},
+            )
+        return client
+
+    def _create(self, provider: Provider) -> httpx.AsyncClient:
+        client, transport = build_async_client(provider)
+        self._clients[provider.name] = client
+        self._transports[provider.name] = transport
+        self._built[provider.name] = provider
+        return client
+
+    def sync_client(self, name: str) -> httpx.Client:
+        """A thread-safe `httpx.Client` for registered provider `name`, for `def` routes."""
+        client = self._sync_clients.get(name)
+        if client is not None:
+            return client
+        with self._lock:
+            if self._state is not PoolState.OPEN:
+                raise PoolClosedError(name, self._state.value)
+            if name not in self._providers:
+                raise UnknownProviderError(name, self._providers)
+            client = self._sync_clients.get(name)
+            if client is None:
+                client = self._sync_clients[name] = build_sync_client(self._providers[name])
+            return client
+
+    def _missing(self, name: str) -> Exception:
+        if self._state is not PoolState.OPEN:
+            return PoolClosedError(name, self._state.value)
+        return UnknownProviderError(name, self._clients)
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names of the registered providers and of clients made by `get_client`."""
+        return tuple(dict.fromkeys([*self._providers, *self._clients]))
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        """The registered providers by name (a copy)."""
+        return dict(self._providers)
+
+    def has_client(self, name: str) -> bool:
+        """Whether a live client exists for `name`."""
+        return name in self._clients
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """A JSON-ready dict per provider: settings and the transport's counters."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, client in list(self._clients.items()):
+            provider = self._built.get(name) or self._providers.get(name) or Provider(name)
+            transport = self._transports.get(name)
+            entry: dict[str, Any] = {
+                "base_url": redact_url(provider.base_url) if provider.base_url else None,
+                "transport": type(transport).__name__,
+                "http2": provider.http2,
+                "max_connections": provider.limits.max_connections,
+                "closed": client.is_closed,
+            }
+            transport_stats = getattr(transport, "stats", None)
+            if callable(transport_stats):
+                entry.update(transport_stats())
+            out[name] = entry
+        return out
+
+    def __repr__(self) -> str:
+        return f"<httpool.ClientPool {self._state.value} providers={list(self.names)}>"
+
+    @classmethod
+    def _from(cls, items: Iterable[Provider | ClientPool]) -> ClientPool:
+        """One pool from providers, or the single pool given."""
+        items = list(items)
+        pools = [i for i in items if isinstance(i, ClientPool)]
+        if pools and len(items) > 1:
+            msg = "httpool.lifespan() takes providers or one ClientPool, not both"
+            raise ConfigError(msg)
+        return pools[0] if pools else cls(*items)  # type: ignore[arg-type]

@@ -1,0 +1,218 @@
+"""Checks of a `Provider`'s fields: each failure is a `ConfigError` naming the field."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import ssl
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+
+from ._errors import ConfigError
+from ._secret import Secret, redact_url
+
+if TYPE_CHECKING:
+    from ._config import Provider
+
+__all__ = ["validate_name", "validate_provider"]
+
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE_CHARS: Final = re.compile(r"[\r\n\x00]")
+
+
+def validate_name(name: object, *, where: str = "Provider") -> str:
+    """A provider name: a short identifier-like string."""
+    if not isinstance(name, str):
+        msg = f"{where}(name): the provider name must be a str, got {type(name).__name__}"
+        raise TypeError(msg)
+    if not _NAME.fullmatch(name):
+        msg = (
+            f"{where}(name={name!r}): a provider name is 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit, e.g. 'openai'"
+        )
+        raise ConfigError(msg)
+    return name
+
+
+def validate_provider(p: Provider) -> dict[str, Any]:
+    """Check every field of `p`; return the normalised values to store."""
+    validate_name(p.name)
+    where = f"Provider({p.name!r})"
+    return {
+        "base_url": _base_url(where, p.base_url),
+        "headers": _headers(where, p.headers),
+        "auth": _auth(where, p.auth),
+        "timeout": _timeout(where, p.timeout),
+        "limits": _limits(where, p.limits),
+        "http2": _flag(where, "http2", p.http2),
+        "follow_redirects": _flag(where, "follow_redirects", p.follow_redirects),
+        "retry_post": _flag(where, "retry_post", p.retry_post),
+        "verify": _verify(where, p.verify),
+        "event_hooks": _event_hooks(where, p.event_hooks),
+        "transport": _transport(where, p.transport),
+        "max_lifetime": _seconds(where, "max_lifetime", p.max_lifetime),
+        "allowed_origins": _allowed_origins(where, p.allowed_origins),
+    }
+
+
+def _fail(where: str, field: str, problem: str) -> ConfigError:
+    return ConfigError(f"{where}.{field}: {problem}")
+
+
+def _base_url(where: str, value: object) -> str:
+    if isinstance(value, httpx.URL):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _fail(where, "base_url", f"expected a str URL, got {type(value).__name__}")
+    if not value:
+        return value
+    shown = redact_url(value)
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise _fail(where, "base_url", f"{shown!r} is not a valid URL ({exc})") from None
+    if url.scheme not in ("http", "https"):
+        hint = f"; write 'https://{shown}'" if not url.scheme else ""
+        problem = f"{shown!r} needs an http:// or https:// scheme{hint}"
+        raise _fail(where, "base_url", problem)
+    if not url.host:
+        raise _fail(where, "base_url", f"{shown!r} has no host")
+    if url.userinfo:
+        problem = f"{shown!r} carries credentials; pass them as headers=... or auth=..."
+        raise _fail(where, "base_url", problem)
+    return value
+
+
+def _headers(where: str, value: object) -> Mapping[str, str | Secret]:
+    if not isinstance(value, Mapping):
+        raise _fail(where, "headers", f"expected a mapping, got {type(value).__name__}")
+    out: dict[str, str | Secret] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
+            raise _fail(where, "headers", f"{key!r} is not a valid header name")
+        if isinstance(item, Secret):
+            text = item.get_secret_value()
+        elif isinstance(item, str):
+            text = item
+        else:
+            problem = f"the value of {key!r} must be a str or httpool.Secret, got "
+            raise _fail(where, "headers", problem + type(item).__name__)
+        if _BAD_VALUE_CHARS.search(text):
+            problem = f"the value of {key!r} contains a line break or NUL (header injection)"
+            raise _fail(where, "headers", problem)
+        if any(k.lower() == key.lower() for k in out):
+            raise _fail(where, "headers", f"{key!r} is given twice (header names ignore case)")
+        out[key] = item
+    return MappingProxyType(out)
+
+
+def _auth(where: str, value: object) -> object:
+    if value is None or isinstance(value, httpx.Auth):
+        return value
+    if isinstance(value, tuple) and len(value) == 2:  # noqa: SIM102 - reads better
+        if all(isinstance(v, str | Secret) for v in value):
+            return value
+    raise _fail(where, "auth", "expected an httpx.Auth or a (user, password) pair of str/Secret")
+
+
+def _number(where: str, field: str, value: object, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(where, field, f"expected seconds as a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise _fail(where, field, f"must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _seconds(where: str, field: str, value: object) -> float | None:
+    seconds = _number(where, field, value, allow_none=True)
+    if seconds == 0:
+        raise _fail(where, field, "must be > 0 (or None for no limit)")
+    return seconds
+
+
+def _timeout(where: str, value: object) -> httpx.Timeout:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = httpx.Timeout(_number(where, "timeout", value, allow_none=False))
+    if not isinstance(value, httpx.Timeout):
+        raise _fail(where, "timeout", f"expected httpx.Timeout or seconds, got {value!r}")
+    for part in ("connect", "read", "write", "pool"):
+        _number(where, f"timeout.{part}", getattr(value, part), allow_none=True)
+    return value
+
+
+def _limits(where: str, value: object) -> httpx.Limits:
+    if not isinstance(value, httpx.Limits):
+        raise _fail(where, "limits", f"expected httpx.Limits, got {type(value).__name__}")
+    for part in ("max_connections", "max_keepalive_connections"):
+        count = getattr(value, part)
+        if count is None:
+            continue
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise _fail(where, f"limits.{part}", f"must be a whole number >= 1, got {count!r}")
+    _number(where, "limits.keepalive_expiry", value.keepalive_expiry, allow_none=True)
+    return value
+
+
+def _flag(where: str, field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(where, field, f"expected True or False, got {value!r}")
+    return value
+
+
+def _verify(where: str, value: object) -> object:
+    if isinstance(value, bool | str | ssl.SSLContext):
+        return value
+    raise _fail(where, "verify", "expected True, False, a CA bundle path or an ssl.SSLContext")
+
+
+def _event_hooks(where: str, value: object) -> object:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _fail(where, "event_hooks", "expected {'request': [...], 'response': [...]}")
+    for key, hooks in value.items():
+        if key not in ("request", "response"):
+            raise _fail(where, "event_hooks", f"unknown hook {key!r}; use 'request' or 'response'")
+        if not isinstance(hooks, list | tuple) or not all(callable(h) for h in hooks):
+            raise _fail(where, f"event_hooks[{key!r}]", "expected a list of callables")
+    return MappingProxyType({k: tuple(v) for k, v in value.items()})
+
+
+def _transport(where: str, value: object) -> object:
+    from ._config import TRANSPORT_NAMES
+
+    if isinstance(value, httpx.AsyncBaseTransport):
+        return value
+    if isinstance(value, str):
+        if value not in TRANSPORT_NAMES:
+            problem = f"unknown transport {value!r}; use one of {', '.join(TRANSPORT_NAMES)}"
+            raise _fail(where, "transport", problem + ", or an httpx.AsyncBaseTransport")
+        if value == "aiohttp" and importlib.util.find_spec("httpx_aiohttp") is None:
+            problem = "'aiohttp' needs the httpx-aiohttp package: pip install 'httpool[aiohttp]'"
+            raise _fail(where, "transport", problem)
+        return value
+    if callable(value):
+        return value
+    problem = "expected 'httpool', 'httpx', 'aiohttp', an httpx.AsyncBaseTransport or a factory"
+    raise _fail(where, "transport", problem)
+
+
+def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
+    from ._config import origin_of
+
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise _fail(where, "allowed_origins", "expected a list of 'https://host[:port]' strings")
+    out = []
+    for item in value:
+        url = _base_url(where, item) if isinstance(item, str) else None
+        if not url:
+            raise _fail(where, "allowed_origins", f"{item!r} is not an http(s) origin")
+        out.append(origin_of(httpx.URL(url)))
+    return tuple(out)

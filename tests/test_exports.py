@@ -1,0 +1,56 @@
+"""The public names of httpool."""
+
+from __future__ import annotations
+
+import httpool
+
+PUBLIC = {
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "ClientPool",
+    "ConfigError",
+    "OriginNotAllowedError",
+    "PoolClosedError",
+    "PoolState",
+    "PoolTransport",
+    "Provider",
+    "Secret",
+    "UnknownProviderError",
+    "client",
+    "get_pool",
+    "lifespan",
+    "sync_client",
+}
+
+
+def test_all_is_sorted_and_exact() -> None:
+    """`__all__` lists exactly the public names, sorted, and each one exists."""
+    assert httpool.__all__ == sorted(httpool.__all__)
+    assert set(httpool.__all__) == PUBLIC
+    for name in httpool.__all__:
+        assert getattr(httpool, name) is not None
+
+
+def test_design_names_exist() -> None:
+    """Every name of the design's API table is there with the documented kind."""
+    assert issubclass(httpool.ConfigError, ValueError)
+    assert issubclass(httpool.UnknownProviderError, LookupError)
+    assert issubclass(httpool.PoolClosedError, RuntimeError)
+    for method in (
+        "client",
+        "get_client",
+        "get_client_sync",
+        "sync_client",
+        "has_client",
+        "close_client",
+        "close_all",
+        "aclose",
+        "stats",
+    ):
+        assert callable(getattr(httpool.ClientPool, method))
+    assert isinstance(httpool.ClientPool.names, property)
+
+
+def test_version() -> None:
+    """`__version__` comes from the installed package's metadata."""
+    assert httpool.__version__.startswith("0.")
