@@ -74,14 +74,19 @@ def sync_client(name: str) -> Any:
     return Depends(SyncClientDependency(name))
 
 
-def _dependants(routes: list[Any]) -> Iterator[tuple[str, Any]]:
+def _dependants(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     for route in routes:
         dependant = getattr(route, "dependant", None)
         if dependant is not None:
-            yield getattr(route, "path", "?"), dependant
-        sub_routes = getattr(route, "routes", None)  # Mount of a router or a sub-app
+            yield prefix + getattr(route, "path", "?"), dependant
+        # A Mount of a router or sub-app has `routes`; FastAPI >= 0.160 includes routers
+        # lazily, keeping the included router as `original_router`.
+        nested = getattr(route, "original_router", route)
+        sub_routes = getattr(nested, "routes", None)
         if isinstance(sub_routes, list):
-            yield from _dependants(sub_routes)
+            context = getattr(route, "include_context", None)
+            sub_prefix = getattr(context, "prefix", None) or getattr(route, "path", "")
+            yield from _dependants(sub_routes, prefix + sub_prefix)
 
 
 def _provider_names(dependant: Any, seen: set[int]) -> Iterator[str]:
