@@ -16,9 +16,12 @@ PUBLIC = {
     "Provider",
     "Secret",
     "UnknownProviderError",
+    "UpstreamStreamingResponse",
     "client",
     "get_pool",
+    "install_error_handlers",
     "lifespan",
+    "proxy_stream",
     "sync_client",
 }
 

@@ -7,9 +7,11 @@ from typing import Any
 from ._config import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Provider
 from ._depends import client, sync_client
 from ._errors import ConfigError, OriginNotAllowedError, PoolClosedError, UnknownProviderError
+from ._handlers import install_error_handlers
 from ._lifespan import get_pool, lifespan
 from ._pool import ClientPool, PoolState
 from ._secret import Secret
+from ._streaming import UpstreamStreamingResponse, proxy_stream
 
 __all__ = [
     "ClientPool",
@@ -23,9 +25,12 @@ __all__ = [
     "Provider",
     "Secret",
     "UnknownProviderError",
+    "UpstreamStreamingResponse",
     "client",
     "get_pool",
+    "install_error_handlers",
     "lifespan",
+    "proxy_stream",
     "sync_client",
 ]
 

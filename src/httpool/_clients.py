@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 
 from ._config import Provider, origin_of
-from ._errors import OriginNotAllowedError
+from ._errors import OriginNotAllowedError, PoolClosedError
 from ._secret import Secret
 
-__all__ = ["ProviderClient", "SyncProviderClient", "build_async_client", "build_sync_client"]
+__all__ = [
+    "ProviderClient",
+    "SyncProviderClient",
+    "build_async_client",
+    "build_sync_client",
+    "request_streams",
+]
 
 logger = logging.getLogger("httpool")
 _warned_unverified: set[str] = set()
@@ -48,17 +56,65 @@ def _key(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, port)
 
 
+#: The streamed responses opened while handling one request, set by the dependency.
+request_streams: ContextVar[list[httpx.Response] | None] = ContextVar(
+    "httpool_request_streams", default=None
+)
+
+
+class _CountedStream(httpx.AsyncByteStream):
+    """A response body that tells its client when it is closed (for draining)."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, client: ProviderClient) -> None:
+        self._stream, self._client, self._closed = stream, client, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._client.active -= 1
+        await self._stream.aclose()
+
+
 class ProviderClient(httpx.AsyncClient):
-    """An `httpx.AsyncClient` that keeps its provider's credentials at their origin."""
+    """An `httpx.AsyncClient` that keeps its provider's credentials at their origin.
+
+    It also counts the requests in flight (for draining at shutdown), refuses new ones
+    once the pool is closing, and records streamed responses so the request that opened
+    them can close what it left open.
+    """
 
     def __init__(self, provider: Provider, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.provider_name = provider.name
+        self.active = 0
+        self.refuse_new = False
         self._guard = _OriginGuard(provider)
 
-    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+    async def send(
+        self, request: httpx.Request, *, stream: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        if self.refuse_new:
+            raise PoolClosedError(self.provider_name, "closing")
         self._guard.check(request.url)
-        return await super().send(request, **kwargs)
+        request.extensions["httpool.provider"] = self.provider_name
+        self.active += 1
+        try:
+            response = await super().send(request, stream=stream, **kwargs)
+        except BaseException:
+            self.active -= 1
+            raise
+        if not stream:
+            self.active -= 1
+            return response
+        response.stream = _CountedStream(response.stream, self)  # type: ignore[arg-type]
+        opened = request_streams.get()
+        if opened is not None:
+            opened.append(response)
+        return response
 
     def _redirect_headers(
         self, request: httpx.Request, url: httpx.URL, method: str
@@ -135,13 +191,14 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
     if spec == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        transport: httpx.AsyncBaseTransport = AiohttpTransport(**options)
-        return transport
+        aiohttp_transport: httpx.AsyncBaseTransport = AiohttpTransport(**options)
+        return aiohttp_transport
     from ._transport import PoolTransport
 
-    return PoolTransport(
+    pool_transport: httpx.AsyncBaseTransport = PoolTransport(
         **options, max_lifetime=provider.max_lifetime, retry_post=provider.retry_post
     )
+    return pool_transport
 
 
 def build_async_client(

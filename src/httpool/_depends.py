@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from ._clients import request_streams
 from ._errors import UnknownProviderError
 from ._lifespan import get_pool
 from ._pool import ClientPool
@@ -42,8 +44,20 @@ class AsyncClientDependency(ProviderDependency):
 
     __slots__ = ()
 
-    async def __call__(self, connection: HTTPConnection) -> httpx.AsyncClient:
-        return get_pool(connection).client(self.name)
+    async def __call__(self, connection: HTTPConnection) -> AsyncIterator[httpx.AsyncClient]:
+        client = get_pool(connection).client(self.name)
+        opened: list[httpx.Response] = []
+        token = request_streams.set(opened)
+        try:
+            yield client
+        finally:
+            # FastAPI runs this after the response was sent: close what the route left
+            # open (a streamed response it never closed), so no connection slot leaks.
+            for response in opened:
+                if not response.is_closed:
+                    await response.aclose()
+            with contextlib.suppress(ValueError):  # reset from another context
+                request_streams.reset(token)
 
 
 class SyncClientDependency(ProviderDependency):
@@ -78,7 +92,7 @@ def _dependants(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]
     for route in routes:
         dependant = getattr(route, "dependant", None)
         if dependant is not None:
-            yield prefix + getattr(route, "path", "?"), dependant
+            yield f"{prefix}{getattr(route, 'path', '?')}", dependant
         # A Mount of a router or sub-app has `routes`; FastAPI >= 0.160 includes routers
         # lazily, keeping the included router as `original_router`.
         nested = getattr(route, "original_router", route)
@@ -86,7 +100,7 @@ def _dependants(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]
         if isinstance(sub_routes, list):
             context = getattr(route, "include_context", None)
             sub_prefix = getattr(context, "prefix", None) or getattr(route, "path", "")
-            yield from _dependants(sub_routes, prefix + sub_prefix)
+            yield from _dependants(sub_routes, f"{prefix}{sub_prefix}")
 
 
 def _provider_names(dependant: Any, seen: set[int]) -> Iterator[str]:

@@ -31,6 +31,8 @@ def lifespan(
     *providers_or_pool: Provider | ClientPool,
     wrap: Lifespan | None = None,
     check_routes: bool = True,
+    drain_timeout: float = 5.0,
+    close_timeout: float = 5.0,
 ) -> Callable[[Any], AbstractAsyncContextManager[dict[str, Any]]]:
     """A lifespan that runs a `ClientPool` for as long as the app runs.
 
@@ -48,8 +50,12 @@ def lifespan(
         wrap: the app's own lifespan, run inside the pool's; the state it yields is
             merged into the lifespan state.
         check_routes: fail at startup when a route depends on an unknown provider.
+        drain_timeout: at shutdown, seconds to let requests in flight finish.
+        close_timeout: then, seconds that closing every client may take.
     """
-    pool = ClientPool._from(providers_or_pool)
+    pool = ClientPool._from(
+        providers_or_pool, drain_timeout=drain_timeout, close_timeout=close_timeout
+    )
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from ._clients import build_async_client, build_sync_client
+from ._clients import ProviderClient, build_async_client, build_sync_client
 from ._config import Provider
 from ._errors import ConfigError, PoolClosedError, UnknownProviderError
 from ._secret import install_log_redaction, redact_url
@@ -49,11 +49,16 @@ class ClientPool:
 
     Arguments:
         providers: the registered providers; names must be unique.
-        close_timeout: seconds that closing may take in all; a client whose close hangs
-            longer is abandoned with a warning so shutdown always ends.
+        drain_timeout: at close, seconds to wait for requests in flight to finish
+            (new requests are refused with `PoolClosedError` meanwhile).
+        close_timeout: seconds that closing the clients may take in all, after the
+            drain; a client whose close hangs longer is abandoned with a warning, so
+            shutdown ends within `drain_timeout + close_timeout`.
     """
 
-    def __init__(self, *providers: Provider, close_timeout: float = 10.0) -> None:
+    def __init__(
+        self, *providers: Provider, drain_timeout: float = 5.0, close_timeout: float = 5.0
+    ) -> None:
         registered: dict[str, Provider] = {}
         for provider in providers:
             if not isinstance(provider, Provider):
@@ -63,9 +68,11 @@ class ClientPool:
                 msg = f"ClientPool(): provider {provider.name!r} is registered twice"
                 raise ConfigError(msg)
             registered[provider.name] = provider
-        if close_timeout <= 0:
-            msg = f"ClientPool(close_timeout={close_timeout!r}): must be > 0 seconds"
-            raise ConfigError(msg)
+        for field, value in (("drain_timeout", drain_timeout), ("close_timeout", close_timeout)):
+            if not value >= 0:  # also refuses NaN
+                msg = f"ClientPool({field}={value!r}): must be a number of seconds >= 0"
+                raise ConfigError(msg)
+        self._drain_timeout = float(drain_timeout)
         self._providers = registered
         self._close_timeout = close_timeout
         self._state = PoolState.UNOPENED
@@ -126,6 +133,7 @@ class ClientPool:
         errors: list[Exception] = []
         try:
             with anyio.CancelScope(shield=True):
+                await self._drain(clients)
                 async with anyio.create_task_group() as tg:
                     for name, client in clients.items():
                         tg.start_soon(self._close_one, name, client, errors)
@@ -137,6 +145,23 @@ class ClientPool:
         if errors:
             msg = f"closing {len(errors)} httpool client(s) failed"
             raise ExceptionGroup(msg, errors)
+
+    async def _drain(self, clients: dict[str, httpx.AsyncClient]) -> None:
+        """Refuse new requests, then wait up to `drain_timeout` for those in flight."""
+        counted = [c for c in clients.values() if isinstance(c, ProviderClient)]
+        for client in counted:
+            client.refuse_new = True
+        with anyio.move_on_after(self._drain_timeout):
+            while any(c.active for c in counted):  # noqa: ASYNC110 - a short poll at shutdown
+                await anyio.sleep(0.01)
+        busy = {c.provider_name: c.active for c in counted if c.active}
+        if busy:
+            logger.warning(
+                "httpool shutdown: %d request(s) still in flight after %.1f s; closing",
+                sum(busy.values()),
+                self._drain_timeout,
+                extra={"providers": busy},
+            )
 
     async def close_all(self) -> None:
         """Close every client concurrently; the same as `aclose()`."""
@@ -312,11 +337,11 @@ class ClientPool:
         return f"<httpool.ClientPool {self._state.value} providers={list(self.names)}>"
 
     @classmethod
-    def _from(cls, items: Iterable[Provider | ClientPool]) -> ClientPool:
-        """One pool from providers, or the single pool given."""
+    def _from(cls, items: Iterable[Provider | ClientPool], **options: float) -> ClientPool:
+        """One pool from providers, or the single pool given (which keeps its options)."""
         items = list(items)
         pools = [i for i in items if isinstance(i, ClientPool)]
         if pools and len(items) > 1:
             msg = "httpool.lifespan() takes providers or one ClientPool, not both"
             raise ConfigError(msg)
-        return pools[0] if pools else cls(*items)  # type: ignore[arg-type]
+        return pools[0] if pools else cls(*items, **options)  # type: ignore[arg-type]
