@@ -21,6 +21,7 @@ class Upstream:
     url: str
     clients: set[tuple[str, int]] = field(default_factory=set)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    streams_open: int = 0
 
     @property
     def connections(self) -> int:
@@ -33,10 +34,11 @@ def make_app(seen: Upstream) -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            while True:
+                kind = (await receive())["type"]
+                await send({"type": f"{kind}.complete"})
+                if kind == "lifespan.shutdown":
+                    return
         host, port = scope["client"]
         seen.clients.add((host, port))
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
@@ -50,6 +52,11 @@ def make_app(seen: Upstream) -> Any:
         path = scope["path"]
         if path == "/slow":
             await asyncio.sleep(float(scope["query_string"].decode().partition("=")[2] or 0.2))
+        if path == "/status":
+            code = int(scope["query_string"].decode().partition("=")[2] or 500)
+            await send({"type": "http.response.start", "status": code, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if path == "/stream":
             await send(
                 {
@@ -58,11 +65,26 @@ def make_app(seen: Upstream) -> Any:
                     "headers": [(b"content-type", b"text/event-stream")],
                 }
             )
-            for i in range(5):
-                chunk = f"data: {json.dumps({'n': i})}\n\n".encode()
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await asyncio.sleep(0.01)
-            await send({"type": "http.response.body", "body": b""})
+            query = dict(p.split("=") for p in scope["query_string"].decode().split("&") if p)
+            count, delay = int(query.get("n", 5)), float(query.get("delay", 0.01))
+            seen.streams_open += 1
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                for i in range(count):
+                    if watcher.done():  # the client went away: stop producing
+                        break
+                    chunk = f"data: {json.dumps({'n': i})}\n\n".encode()
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await asyncio.sleep(delay)
+                await send({"type": "http.response.body", "body": b""})
+            finally:
+                watcher.cancel()
+                seen.streams_open -= 1
             return
         if path == "/redirect":
             target = scope["query_string"].decode().partition("=")[2]
@@ -99,30 +121,37 @@ def make_app(seen: Upstream) -> Any:
 
 
 @contextlib.contextmanager
-def serve_upstream(*, keep_alive: int = 30) -> Iterator[Upstream]:
-    """Serve the test upstream on 127.0.0.1 in a thread; stop it on exit."""
+def serve_app(app: Any, *, port: int = 0, keep_alive: int = 30) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yield its URL; stop on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
-    seen = Upstream(url=f"http://127.0.0.1:{port}")
     config = uvicorn.Config(
-        make_app(seen),
-        log_level="warning",
-        lifespan="off",
-        timeout_keep_alive=keep_alive,
-        http="h11",
+        app, log_level="warning", lifespan="auto", timeout_keep_alive=keep_alive, http="h11"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    for _ in range(500):
-        if server.started:
+    for _ in range(1000):
+        if server.started or not thread.is_alive():
             break
         threading.Event().wait(0.01)
+    if not server.started:
+        sock.close()
+        raise RuntimeError("the test server did not start")
     try:
-        yield seen
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextlib.contextmanager
+def serve_upstream(*, port: int = 0, keep_alive: int = 30) -> Iterator[Upstream]:
+    """Serve the test upstream on 127.0.0.1 in a thread; stop it on exit."""
+    seen = Upstream(url="")
+    with serve_app(make_app(seen), port=port, keep_alive=keep_alive) as url:
+        seen.url = url
+        yield seen

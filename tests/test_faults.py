@@ -1,0 +1,278 @@
+"""Faults at the app level, each against real servers on loopback: nothing leaks or hangs."""
+
+# No `from __future__ import annotations`: FastAPI resolves the routes' annotations.
+import socket
+import threading
+import time
+from typing import Annotated, Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import httpool
+
+from .upstream import Upstream, serve_app, serve_upstream
+
+Up = Annotated[httpx.AsyncClient, httpool.client("up")]
+
+
+def active(app: FastAPI) -> int:
+    """Requests in flight or streamed responses still open on the app's 'up' client."""
+    return int(httpool.get_pool(app).client("up").active)  # type: ignore[attr-defined]
+
+
+def test_route_that_raises_with_an_open_stream_leaks_nothing(upstream: Upstream) -> None:
+    """Ten requests whose route opens a stream and raises do not exhaust two connections."""
+    provider = httpool.Provider(
+        "up",
+        base_url=upstream.url,
+        limits=httpx.Limits(max_connections=2),
+        timeout=httpx.Timeout(5.0, pool=1.0),
+    )
+    app = FastAPI(lifespan=httpool.lifespan(provider))
+
+    @app.get("/leaky")
+    async def leaky(up: Up) -> None:
+        await up.send(up.build_request("GET", "/stream?n=3"), stream=True)
+        raise RuntimeError("the route failed before closing the stream")
+
+    @app.get("/ok")
+    async def ok(up: Up) -> Any:
+        return (await up.get("/ping")).json()
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for _ in range(10):
+            assert client.get("/leaky").status_code == 500
+        assert client.get("/ok").status_code == 200
+        assert active(app) == 0
+
+
+def test_pool_exhaustion_is_a_503_with_retry_after(upstream: Upstream) -> None:
+    """With every connection busy, a request fails within the pool timeout as a 503."""
+    provider = httpool.Provider(
+        "up",
+        base_url=upstream.url,
+        limits=httpx.Limits(max_connections=1),
+        timeout=httpx.Timeout(5.0, pool=0.2),
+    )
+    app = FastAPI(lifespan=httpool.lifespan(provider))
+    httpool.install_error_handlers(app)
+
+    @app.get("/hold")
+    async def hold(up: Up) -> Any:
+        async with up.stream("GET", "/stream?n=2&delay=0.5") as response:
+            return [line async for line in response.aiter_lines()]
+
+    @app.get("/quick")
+    async def quick(up: Up) -> Any:
+        return (await up.get("/ping")).json()
+
+    with TestClient(app) as client:
+        holder = threading.Thread(target=client.get, args=("/hold",))
+        holder.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        response = client.get("/quick")
+        waited = time.monotonic() - started
+        holder.join()
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["error"]["provider"] == "up"
+        assert response.json()["error"]["kind"] == "pool_timeout"
+        assert waited < 2.0
+        assert client.get("/quick").status_code == 200  # serves normally afterwards
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (yet)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_upstream_down_then_back() -> None:
+    """While the upstream is down requests fail fast with a 502; then traffic recovers."""
+    port = free_port()
+    provider = httpool.Provider(
+        "up", base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(5.0, connect=1.0)
+    )
+    app = FastAPI(lifespan=httpool.lifespan(provider))
+    httpool.install_error_handlers(app)
+
+    @app.get("/call")
+    async def call(up: Up) -> Any:
+        return (await up.get("/ping")).json()
+
+    with TestClient(app) as client:
+        started = time.monotonic()
+        down = client.get("/call")
+        assert down.status_code == 502
+        assert down.json()["error"]["kind"] == "connect_error"
+        assert time.monotonic() - started < 1.0
+        with serve_upstream(port=port):
+            assert client.get("/call").status_code == 200
+        assert client.get("/call").status_code in (502, 200)  # gone again: fails cleanly
+        with serve_upstream(port=port):
+            assert client.get("/call").status_code == 200
+
+
+def test_read_timeout_is_a_504_without_secrets(upstream: Upstream) -> None:
+    """A read timeout becomes a 504 whose body names the provider and shows no key."""
+    provider = httpool.Provider(
+        "up",
+        base_url=upstream.url,
+        timeout=httpx.Timeout(5.0, read=0.1),
+        headers={"Authorization": httpool.Secret("Bearer sk-never-show-123")},
+    )
+    app = FastAPI(lifespan=httpool.lifespan(provider))
+    httpool.install_error_handlers(app)
+
+    @app.get("/slow")
+    async def slow(up: Up) -> Any:
+        return (await up.get("/slow?delay=1")).json()
+
+    @app.get("/bad-status")
+    async def bad_status(up: Up) -> Any:
+        return (await up.get("/status?code=500")).raise_for_status()
+
+    with TestClient(app) as client:
+        response = client.get("/slow")
+        bad = client.get("/bad-status")
+    assert response.status_code == 504
+    assert response.json()["error"] == {
+        "provider": "up",
+        "kind": "timeout",
+        "message": "the provider did not answer in time",
+    }
+    assert "sk-never-show" not in response.text
+    assert bad.status_code == 502
+    assert bad.json()["error"]["upstream_status"] == 500
+
+
+def test_client_disconnect_mid_stream_releases_upstream(upstream: Upstream) -> None:
+    """Under uvicorn, a client that goes away mid-stream frees the upstream within a second."""
+    provider = httpool.Provider("up", base_url=upstream.url)
+    app = FastAPI(lifespan=httpool.lifespan(provider))
+
+    @app.get("/relay")
+    async def relay(up: Up) -> httpool.UpstreamStreamingResponse:
+        request = up.build_request("GET", "/stream?n=500&delay=0.02")
+        return httpool.proxy_stream(await up.send(request, stream=True))
+
+    with serve_app(app) as url:
+        with httpx.stream("GET", f"{url}/relay", timeout=5) as response:
+            first = next(response.iter_lines())
+            assert first.startswith("data:")
+            assert upstream.streams_open == 1
+        deadline = time.monotonic() + 1.0
+        while (upstream.streams_open or active(app)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream.streams_open == 0
+        assert active(app) == 0
+
+
+def test_proxy_stream_relays_everything(upstream: Upstream) -> None:
+    """proxy_stream passes the whole upstream stream and its content type on."""
+    app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream.url)))
+
+    @app.get("/relay")
+    async def relay(up: Up) -> httpool.UpstreamStreamingResponse:
+        return httpool.proxy_stream(await up.send(up.build_request("GET", "/stream"), stream=True))
+
+    with TestClient(app) as client:
+        response = client.get("/relay")
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.text.count("data:") == 5
+        assert active(app) == 0
+
+
+@pytest.mark.anyio
+async def test_shutdown_drains_then_refuses(upstream: Upstream) -> None:
+    """Closing waits for requests in flight, refuses new ones, and keeps to its deadline."""
+    pool = httpool.ClientPool(httpool.Provider("up", base_url=upstream.url), drain_timeout=2.0)
+    results: list[int] = []
+    async with anyio.create_task_group() as tg:
+        await pool.open()
+        client = pool.client("up")
+
+        async def slow_call() -> None:
+            results.append((await client.get("/slow?delay=0.3")).status_code)
+
+        tg.start_soon(slow_call)
+        await anyio.sleep(0.05)
+        started = time.monotonic()
+        await pool.aclose()
+        assert time.monotonic() - started < 2.0
+    assert results == [200]
+    with pytest.raises(httpool.PoolClosedError, match="closed"):
+        pool.client("up")
+    with pytest.raises(httpool.PoolClosedError, match="closing"):
+        await client.get("/late")
+
+
+@pytest.mark.anyio
+async def test_shutdown_keeps_its_deadline(upstream: Upstream) -> None:
+    """A request that outlives the drain deadline does not hold shutdown up."""
+    pool = httpool.ClientPool(
+        httpool.Provider("up", base_url=upstream.url), drain_timeout=0.3, close_timeout=0.5
+    )
+    await pool.open()
+    errors: list[BaseException] = []
+    async with anyio.create_task_group() as tg:
+
+        async def stuck_call() -> None:
+            try:
+                await pool.client("up").get("/slow?delay=5")
+            except Exception as exc:
+                errors.append(exc)
+
+        tg.start_soon(stuck_call)
+        await anyio.sleep(0.05)
+        started = time.monotonic()
+        await pool.aclose()
+        took = time.monotonic() - started
+        tg.cancel_scope.cancel()
+    assert took < 1.0, took
+
+
+@pytest.mark.anyio
+async def test_credentials_stay_with_their_origin(upstream: Upstream) -> None:
+    """An absolute URL to another origin is refused unless the origin is allowed."""
+    with serve_upstream() as other:
+        provider = httpool.Provider(
+            "up", base_url=upstream.url, headers={"X-Api-Key": httpool.Secret("key-123456")}
+        )
+        allowed = httpool.Provider(
+            "up2", base_url=upstream.url, headers={"X-Api-Key": "k"}, allowed_origins=[other.url]
+        )
+        async with httpool.ClientPool(provider, allowed) as pool:
+            with pytest.raises(httpool.OriginNotAllowedError, match=other.url.replace(".", "[.]")):
+                await pool.client("up").get(f"{other.url}/steal")
+            assert other.requests == []
+            assert (await pool.client("up2").get(f"{other.url}/fine")).status_code == 200
+            assert (await pool.client("up").get(f"{upstream.url}/same")).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_cross_origin_redirect_drops_provider_headers(upstream: Upstream) -> None:
+    """A redirect to another origin carries none of the provider's headers or auth."""
+    with serve_upstream() as other:
+        provider = httpool.Provider(
+            "up",
+            base_url=upstream.url,
+            follow_redirects=True,
+            headers={
+                "X-Api-Key": httpool.Secret("key-123456"),
+                "api-key": "k2",
+                "Authorization": "Bearer t",
+            },
+        )
+        async with httpool.ClientPool(provider) as pool:
+            response = await pool.client("up").get(f"/redirect?to={other.url}/landed")
+        assert response.status_code == 200
+        received = other.requests[0]["headers"]
+        assert {"x-api-key", "api-key", "authorization"}.isdisjoint(received)
+        assert upstream.requests[0]["headers"]["x-api-key"] == "key-123456"
