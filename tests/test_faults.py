@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import anyio
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 import httpool
@@ -152,18 +152,31 @@ def test_read_timeout_is_a_504_without_secrets(upstream: Upstream) -> None:
     assert bad.json()["error"]["upstream_status"] == 500
 
 
-def test_client_disconnect_mid_stream_releases_upstream(upstream: Upstream) -> None:
-    """Under uvicorn, a client that goes away mid-stream frees the upstream within a second."""
+@pytest.mark.parametrize("via", ["dependency", "get_pool"])
+def test_client_disconnect_mid_stream_releases_upstream(upstream: Upstream, via: str) -> None:
+    """Under uvicorn, a client that goes away mid-stream frees the upstream within a second.
+
+    Through the dependency two mechanisms close the stream (proxy_stream and the
+    request-scoped clean-up); through get_pool(request) only proxy_stream does.
+    """
     provider = httpool.Provider("up", base_url=upstream.url)
     app = FastAPI(lifespan=httpool.lifespan(provider))
 
     @app.get("/relay")
-    async def relay(up: Up) -> httpool.UpstreamStreamingResponse:
-        request = up.build_request("GET", "/stream?n=500&delay=0.02")
-        return httpool.proxy_stream(await up.send(request, stream=True))
+    async def relay(request: Request) -> httpool.UpstreamStreamingResponse:
+        up = httpool.get_pool(request).client("up")
+        upstream_request = up.build_request("GET", "/stream?n=500&delay=0.02")
+        return httpool.proxy_stream(await up.send(upstream_request, stream=True))
+
+    @app.get("/relay-dep")
+    async def relay_dep(up: Up) -> httpool.UpstreamStreamingResponse:
+        upstream_request = up.build_request("GET", "/stream?n=500&delay=0.02")
+        return httpool.proxy_stream(await up.send(upstream_request, stream=True))
+
+    path = "/relay-dep" if via == "dependency" else "/relay"
 
     with serve_app(app) as url:
-        with httpx.stream("GET", f"{url}/relay", timeout=5) as response:
+        with httpx.stream("GET", f"{url}{path}", timeout=5) as response:
             first = next(response.iter_lines())
             assert first.startswith("data:")
             assert upstream.streams_open == 1
