@@ -261,3 +261,34 @@ async def test_stats_are_json_ready_and_secret_free(upstream: Upstream) -> None:
     assert key not in text
     assert stats["up"]["base_url"] == upstream.url
     assert stats["up"]["max_connections"] == 100
+
+
+async def test_warmup_opens_connections_before_first_request(upstream: Upstream) -> None:
+    """warmup=3 leaves three connections open at the server before any request is made."""
+    provider = httpool.Provider("up", base_url=upstream.url, warmup=3, http2=False)
+    async with httpool.ClientPool(provider) as pool:
+        assert upstream.connections == 3
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(pool.client("up").get, "/x")
+        assert upstream.connections == 3
+
+
+async def test_failed_warmup_warns_and_starts(caplog: pytest.LogCaptureFixture) -> None:
+    """A warm-up that cannot connect logs a warning naming the provider; the pool opens."""
+    provider = httpool.Provider("down", base_url="http://127.0.0.1:9", warmup=2)
+    with caplog.at_level(logging.WARNING, logger="httpool"):
+        async with httpool.ClientPool(provider) as pool:
+            assert pool.state is httpool.PoolState.OPEN
+    assert any(getattr(r, "provider", None) == "down" for r in caplog.records)
+
+
+async def test_failed_warmup_of_required_provider_stops_startup() -> None:
+    """A required provider whose warm-up fails stops startup, and the pool is closed."""
+    pool = httpool.ClientPool(
+        httpool.Provider("down", base_url="http://127.0.0.1:9", warmup=1, required=True)
+    )
+    with pytest.raises(httpx.ConnectError) as info:
+        await pool.open()
+    assert "'down' is required=True" in "".join(info.value.__notes__)
+    assert pool.state is httpool.PoolState.CLOSED

@@ -85,6 +85,11 @@ class Provider:
             before any response byte (for APIs with idempotency keys).
         allowed_origins: other origins (`https://host[:port]`) that may receive this
             provider's credentials.
+        health_path: a path (relative to `base_url`) that answers 2xx when the provider
+            is up; the health route (`httpool.router()`) calls it.
+        warmup: connections to open at startup, so the first requests skip TCP+TLS
+            set-up. A failed warm-up logs a warning and does not stop startup...
+        required: ...unless the provider is required: then startup fails.
     """
 
     name: str
@@ -102,6 +107,9 @@ class Provider:
     max_lifetime: float | None = None
     retry_post: bool = False
     allowed_origins: Sequence[str] = ()
+    health_path: str | None = None
+    warmup: int = 0
+    required: bool = False
 
     def __post_init__(self) -> None:
         from ._validate import validate_provider

@@ -12,17 +12,16 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from ._clients import ProviderClient, build_async_client, build_sync_client
+from ._clients import build_async_client, build_sync_client
 from ._config import Provider
 from ._errors import ConfigError, PoolClosedError, UnknownProviderError
 from ._secret import install_log_redaction, redact_url
+from ._shutdown import close_clients, drain
+from ._warmup import warm_up
 
 __all__ = ["ClientPool", "PoolState"]
 
 logger = logging.getLogger("httpool")
-
-#: Errors a close may raise because the network or the peer is gone: logged, not raised.
-_EXPECTED_CLOSE_ERRORS = (httpx.HTTPError, OSError)
 
 
 class PoolState(enum.Enum):
@@ -90,7 +89,10 @@ class ClientPool:
         return self._state
 
     async def open(self) -> None:
-        """Make every registered provider's client, bound to the running event loop."""
+        """Make every registered provider's client, bound to the running event loop.
+
+        Providers with `warmup=N` then open N connections, concurrently.
+        """
         if self._state in (PoolState.OPEN, PoolState.CLOSING):
             msg = f"ClientPool.open(): the pool is already {self._state.value}"
             raise RuntimeError(msg)
@@ -101,6 +103,11 @@ class ClientPool:
             self._state = PoolState.OPEN
             for provider in self._providers.values():
                 self._create(provider)
+        try:
+            await warm_up(self._providers, self._clients)
+        except BaseException:
+            await self.aclose()
+            raise
         logger.debug("httpool pool open: %s", ", ".join(self._providers))
 
     async def __aenter__(self) -> Self:
@@ -130,38 +137,13 @@ class ClientPool:
             clients, self._clients = self._clients, {}
             sync_clients, self._sync_clients = self._sync_clients, {}
             self._transports, self._built = {}, {}
-        errors: list[Exception] = []
         try:
             with anyio.CancelScope(shield=True):
-                await self._drain(clients)
-                async with anyio.create_task_group() as tg:
-                    for name, client in clients.items():
-                        tg.start_soon(self._close_one, name, client, errors)
-                    for name, sync_client in sync_clients.items():
-                        tg.start_soon(self._close_one_sync, name, sync_client, errors)
+                await drain(clients, self._drain_timeout)
+            await close_clients(clients, sync_clients, self._close_timeout)
         finally:
             self._state = PoolState.CLOSED
-        logger.debug("httpool pool closed")
-        if errors:
-            msg = f"closing {len(errors)} httpool client(s) failed"
-            raise ExceptionGroup(msg, errors)
-
-    async def _drain(self, clients: dict[str, httpx.AsyncClient]) -> None:
-        """Refuse new requests, then wait up to `drain_timeout` for those in flight."""
-        counted = [c for c in clients.values() if isinstance(c, ProviderClient)]
-        for client in counted:
-            client.refuse_new = True
-        with anyio.move_on_after(self._drain_timeout):
-            while any(c.active for c in counted):  # noqa: ASYNC110 - a short poll at shutdown
-                await anyio.sleep(0.01)
-        busy = {c.provider_name: c.active for c in counted if c.active}
-        if busy:
-            logger.warning(
-                "httpool shutdown: %d request(s) still in flight after %.1f s; closing",
-                sum(busy.values()),
-                self._drain_timeout,
-                extra={"providers": busy},
-            )
+            logger.debug("httpool pool closed")
 
     async def close_all(self) -> None:
         """Close every client concurrently; the same as `aclose()`."""
@@ -177,56 +159,12 @@ class ClientPool:
             sync_client = self._sync_clients.pop(name, None)
             self._transports.pop(name, None)
             self._built.pop(name, None)
-        errors: list[Exception] = []
-        if client is not None:
-            await self._close_one(name, client, errors)
-        if sync_client is not None:
-            await self._close_one_sync(name, sync_client, errors)
-        if errors:
-            msg = f"closing httpool client {name!r} failed"
-            raise ExceptionGroup(msg, errors)
+        await close_clients(
+            {name: client} if client else {},
+            {name: sync_client} if sync_client else {},
+            self._close_timeout,
+        )
         return client is not None or sync_client is not None
-
-    async def _close_one(
-        self, name: str, client: httpx.AsyncClient, errors: list[Exception]
-    ) -> None:
-        with anyio.move_on_after(self._close_timeout) as scope:
-            try:
-                await client.aclose()
-            except _EXPECTED_CLOSE_ERRORS as exc:
-                logger.warning(
-                    "closing httpool client %r failed: %s: %s",
-                    name,
-                    type(exc).__name__,
-                    exc,
-                    extra={"provider": name},
-                )
-            except Exception as exc:  # noqa: BLE001 - collected and raised together
-                exc.add_note(f"while closing httpool provider {name!r}")
-                errors.append(exc)
-        if scope.cancelled_caught:
-            logger.warning(
-                "closing httpool client %r took over %.1f s; abandoned",
-                name,
-                self._close_timeout,
-                extra={"provider": name},
-            )
-
-    async def _close_one_sync(
-        self, name: str, client: httpx.Client, errors: list[Exception]
-    ) -> None:
-        try:
-            await anyio.to_thread.run_sync(client.close, abandon_on_cancel=True)
-        except _EXPECTED_CLOSE_ERRORS as exc:
-            logger.warning(
-                "closing httpool sync client %r failed: %s",
-                name,
-                type(exc).__name__,
-                extra={"provider": name},
-            )
-        except Exception as exc:  # noqa: BLE001 - collected and raised together
-            exc.add_note(f"while closing httpool sync client {name!r}")
-            errors.append(exc)
 
     # -- clients -------------------------------------------------------------------------
 

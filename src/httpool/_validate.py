@@ -57,6 +57,9 @@ def validate_provider(p: Provider) -> dict[str, Any]:
         "transport": _transport(where, p.transport),
         "max_lifetime": _seconds(where, "max_lifetime", p.max_lifetime),
         "allowed_origins": _allowed_origins(where, p.allowed_origins),
+        "health_path": _health_path(where, p.health_path),
+        "warmup": _count(where, "warmup", p.warmup),
+        "required": _flag(where, "required", p.required),
     }
 
 
@@ -202,6 +205,20 @@ def _transport(where: str, value: object) -> object:
         return value
     problem = "expected 'httpool', 'httpx', 'aiohttp', an httpx.AsyncBaseTransport or a factory"
     raise _fail(where, "transport", problem)
+
+
+def _health_path(where: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or _BAD_VALUE_CHARS.search(value):
+        raise _fail(where, "health_path", f"expected a path starting with '/', got {value!r}")
+    return value
+
+
+def _count(where: str, field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+        raise _fail(where, field, f"expected a whole number from 0 to 1000, got {value!r}")
+    return value
 
 
 def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
