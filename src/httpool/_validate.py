@@ -228,8 +228,12 @@ def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
         raise _fail(where, "allowed_origins", "expected a list of 'https://host[:port]' strings")
     out = []
     for item in value:
-        url = _base_url(where, item) if isinstance(item, str) else None
+        try:
+            url = _base_url(where, item)
+        except ConfigError:
+            url = ""
         if not url:
-            raise _fail(where, "allowed_origins", f"{item!r} is not an http(s) origin")
+            problem = f"{redact_url(item) if isinstance(item, str) else item!r} is not an "
+            raise _fail(where, "allowed_origins", problem + "http(s) origin like 'https://host'")
         out.append(origin_of(httpx.URL(url)))
     return tuple(out)
