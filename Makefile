@@ -36,6 +36,13 @@ pytest: install
 
 test: lint typecheck pytest
 
+bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench
+
+stress: install
+	$(BIN)/python -m tests.stress --requests 50000 --concurrency 200
+
 docs: install
 	$(BIN)/mkdocs build --strict
 
