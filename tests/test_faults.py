@@ -1,6 +1,7 @@
 """Faults at the app level, each against real servers on loopback: nothing leaks or hangs."""
 
 # No `from __future__ import annotations`: FastAPI resolves the routes' annotations.
+import asyncio
 import socket
 import threading
 import time
@@ -289,3 +290,27 @@ async def test_cross_origin_redirect_drops_provider_headers(upstream: Upstream) 
         received = other.requests[0]["headers"]
         assert {"x-api-key", "api-key", "authorization"}.isdisjoint(received)
         assert upstream.requests[0]["headers"]["x-api-key"] == "key-123456"
+
+
+def test_client_from_another_event_loop_fails_clearly(upstream: Upstream) -> None:
+    """A client kept past its loop fails at once with a message naming the cause."""
+    app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream.url)))
+    errors: list[BaseException] = []
+    with TestClient(app) as client:
+        kept = httpool.get_pool(client).client("up")
+
+        def other_loop() -> None:
+            try:
+                asyncio.run(kept.get("/x"))
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1
+    assert isinstance(errors[0], RuntimeError)
+    assert "another event loop" in str(errors[0])
+    assert "Event loop is closed" not in str(errors[0])
+    with pytest.raises(httpool.PoolClosedError, match="'up'"):
+        asyncio.run(kept.get("/x"))
