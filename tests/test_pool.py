@@ -292,3 +292,24 @@ async def test_failed_warmup_of_required_provider_stops_startup() -> None:
         await pool.open()
     assert "'down' is required=True" in "".join(info.value.__notes__)
     assert pool.state is httpool.PoolState.CLOSED
+
+
+async def test_requests_log_at_debug_only(
+    upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request logs one DEBUG record with structured fields and nothing at INFO or above."""
+    provider = httpool.Provider("up", base_url=upstream.url)
+    async with httpool.ClientPool(provider) as pool:
+        with caplog.at_level(logging.INFO, logger="httpool"):
+            await pool.client("up").get("/quiet?api_key=k-secret-123")
+        assert not [r for r in caplog.records if r.name.startswith("httpool")]
+        with caplog.at_level(logging.DEBUG, logger="httpool"):
+            await pool.client("up").get("/loud?api_key=k-secret-123")
+    records = [r for r in caplog.records if r.name == "httpool" and "/loud" in r.getMessage()]
+    assert len(records) == 1
+    record = records[0]
+    assert record.provider == "up"  # type: ignore[attr-defined]
+    assert record.status == 200  # type: ignore[attr-defined]
+    assert record.origin == upstream.url  # type: ignore[attr-defined]
+    assert record.duration_ms >= 0  # type: ignore[attr-defined]
+    assert "k-secret-123" not in record.getMessage()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
@@ -101,12 +102,16 @@ class ProviderClient(httpx.AsyncClient):
             raise PoolClosedError(self.provider_name, "closing")
         self._guard.check(request.url)
         request.extensions["httpool.provider"] = self.provider_name
+        debug = logger.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
         self.active += 1
         try:
             response = await super().send(request, stream=stream, **kwargs)
         except BaseException:
             self.active -= 1
             raise
+        if debug:
+            self._log(request, response, started)
         if not stream:
             self.active -= 1
             return response
@@ -124,6 +129,27 @@ class ProviderClient(httpx.AsyncClient):
 
     def __repr__(self) -> str:
         return f"<httpool client {self.provider_name!r}>"
+
+    def _log(self, request: httpx.Request, response: httpx.Response, started: float) -> None:
+        """One DEBUG record per request, with structured fields and no URL query."""
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        origin = origin_of(request.url)
+        logger.debug(
+            "httpool %s %s %s%s -> %d in %.1f ms",
+            self.provider_name,
+            request.method,
+            origin,
+            request.url.path,
+            response.status_code,
+            duration_ms,
+            extra={
+                "provider": self.provider_name,
+                "origin": origin,
+                "method": request.method,
+                "status": response.status_code,
+                "duration_ms": duration_ms,
+            },
+        )
 
 
 class SyncProviderClient(httpx.Client):

@@ -264,6 +264,7 @@ class ClientPool:
                 "http2": provider.http2,
                 "max_connections": provider.limits.max_connections,
                 "closed": client.is_closed,
+                "requests_active": getattr(client, "active", 0),
             }
             transport_stats = getattr(transport, "stats", None)
             if callable(transport_stats):
