@@ -313,3 +313,17 @@ async def test_requests_log_at_debug_only(
     assert record.origin == upstream.url  # type: ignore[attr-defined]
     assert record.duration_ms >= 0  # type: ignore[attr-defined]
     assert "k-secret-123" not in record.getMessage()
+
+
+async def test_closed_streamed_response_is_not_counted_in_flight() -> None:
+    """A streamed response that a mock hands back already closed leaves nothing in flight."""
+    mock_transport = httpx.MockTransport(lambda request: httpx.Response(200, content=b"done"))
+    provider = httpool.Provider("m", base_url="http://mock", transport=mock_transport)
+    async with httpool.ClientPool(provider, drain_timeout=3) as pool:
+        client = pool.client("m")
+        response = await client.send(client.build_request("GET", "/"), stream=True)
+        await response.aread()
+        await response.aclose()
+        assert client.active == 0  # type: ignore[attr-defined]
+        started = time.monotonic()
+    assert time.monotonic() - started < 1.0

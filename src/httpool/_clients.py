@@ -112,7 +112,7 @@ class ProviderClient(httpx.AsyncClient):
             raise
         if debug:
             self._log(request, response, started)
-        if not stream:
+        if not stream or response.is_closed:  # a mock may hand back a closed response
             self.active -= 1
             return response
         response.stream = _CountedStream(response.stream, self)  # type: ignore[arg-type]
