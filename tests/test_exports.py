@@ -11,6 +11,7 @@ PUBLIC = {
     "ConfigError",
     "OriginNotAllowedError",
     "PoolClosedError",
+    "PoolCollector",
     "PoolState",
     "PoolTransport",
     "Provider",
@@ -22,6 +23,7 @@ PUBLIC = {
     "install_error_handlers",
     "lifespan",
     "proxy_stream",
+    "router",
     "sync_client",
 }
 

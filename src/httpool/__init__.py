@@ -9,9 +9,12 @@ from ._depends import client, sync_client
 from ._errors import ConfigError, OriginNotAllowedError, PoolClosedError, UnknownProviderError
 from ._handlers import install_error_handlers
 from ._lifespan import get_pool, lifespan
+from ._metrics import PoolCollector
 from ._pool import ClientPool, PoolState
+from ._router import router
 from ._secret import Secret
 from ._streaming import UpstreamStreamingResponse, proxy_stream
+from ._transport import PoolTransport
 
 __all__ = [
     "ClientPool",
@@ -20,6 +23,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "OriginNotAllowedError",
     "PoolClosedError",
+    "PoolCollector",
     "PoolState",
     "PoolTransport",
     "Provider",
@@ -31,15 +35,12 @@ __all__ = [
     "install_error_handlers",
     "lifespan",
     "proxy_stream",
+    "router",
     "sync_client",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "PoolTransport":  # interim: the transport module lands separately
-        from ._transport import PoolTransport
-
-        return PoolTransport
     if name == "__version__":
         from importlib.metadata import version
 

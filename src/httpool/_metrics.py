@@ -1,0 +1,179 @@
+"""Prometheus metrics of a pool, built from `pool.stats()` at scrape time.
+
+`prometheus-client` is optional (`pip install 'httpool[prometheus]'`): this module
+imports it only when metrics are collected, so importing httpool never needs it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from ._lifespan import get_pool
+from ._pool import ClientPool
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
+__all__ = ["EXTRA_HINT", "PoolCollector", "render_metrics"]
+
+EXTRA_HINT: Final = (
+    "Prometheus metrics need the prometheus-client package: pip install 'httpool[prometheus]'"
+)
+
+#: (key in `pool.stats()`, metric name, help): levels, read as gauges.
+GAUGES: Final = (
+    ("connections_open", "httpool_connections_open", "Open connections, idle or in use."),
+    ("connections_idle", "httpool_connections_idle", "Open connections waiting for a request."),
+    ("connections_in_use", "httpool_connections_in_use", "Connections carrying a request."),
+    ("connections_connecting", "httpool_connections_connecting", "Connections being set up."),
+    ("max_connections", "httpool_connections_max", "The provider's max_connections limit."),
+    ("requests_in_flight", "httpool_requests_in_flight", "Requests sent, response not closed."),
+    ("waiters", "httpool_waiters", "Requests waiting for a free connection."),
+)
+#: (key in `pool.stats()`, metric name without `_total`, help): running totals.
+COUNTERS: Final = (
+    ("requests_served", "httpool_requests_served", "Responses read or closed."),
+    ("connections_opened", "httpool_connections_opened", "Connections opened."),
+    ("connections_closed", "httpool_connections_closed", "Connections closed."),
+    ("retries", "httpool_retries", "Requests retried on a fresh connection."),
+)
+
+#: The pool of the scrape in progress, for the router's collector.
+_scraped: contextvars.ContextVar[ClientPool | None] = contextvars.ContextVar(
+    "httpool_scraped_pool", default=None
+)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def metric_families(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    """The metric families of one `pool.stats()`, one sample per provider (and error kind).
+
+    A key that a provider's transport does not report (httpx's own transport reports
+    none of the connection counters) gives no sample for it.
+    """
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        InfoMetricFamily,
+    )
+
+    info = InfoMetricFamily(
+        "httpool_provider",
+        "A provider's client: its transport and HTTP/2 setting.",
+        labels=["provider"],
+    )
+    for name, entry in stats.items():
+        info.add_metric(
+            [name],
+            {"transport": str(entry.get("transport", "")), "http2": str(bool(entry.get("http2")))},
+        )
+    yield info
+    for key, metric, text in GAUGES:
+        gauge = GaugeMetricFamily(metric, text, labels=["provider"])
+        for name, entry in stats.items():
+            value = _number(entry.get(key))
+            if value is not None:
+                gauge.add_metric([name], value)
+        yield gauge
+    for key, metric, text in COUNTERS:
+        counter = CounterMetricFamily(metric, text, labels=["provider"])
+        for name, entry in stats.items():
+            value = _number(entry.get(key))
+            if value is not None:
+                counter.add_metric([name], value)
+        yield counter
+    errors = CounterMetricFamily(
+        "httpool_errors", "Failed requests, by httpx exception class.", labels=["provider", "kind"]
+    )
+    for name, entry in stats.items():
+        by_kind = entry.get("errors")
+        if isinstance(by_kind, Mapping):
+            for kind, count in sorted(by_kind.items()):
+                value = _number(count)
+                if value is not None:
+                    errors.add_metric([name, str(kind)], value)
+    yield errors
+
+
+class PoolCollector:
+    """A `prometheus_client` collector of a pool's stats, read at each scrape.
+
+    For apps that already serve metrics from their own registry:
+
+    ```python
+    prometheus_client.REGISTRY.register(httpool.PoolCollector(app))
+    ```
+
+    Arguments:
+        source: a `ClientPool`, or what `httpool.get_pool()` takes (the app); while no
+            pool runs, a scrape has no httpool samples.
+    """
+
+    def __init__(self, source: ClientPool | Any) -> None:
+        self._source = source
+
+    def _pool(self) -> ClientPool | None:
+        if isinstance(self._source, ClientPool):
+            return self._source
+        try:
+            return get_pool(self._source)
+        except LookupError:
+            return None
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families of the pool's current stats."""
+        pool = self._pool()
+        if pool is not None:
+            yield from metric_families(pool.stats())
+
+    def describe(self) -> list[Metric]:
+        """Nothing: the samples depend on the pool at scrape time."""
+        return []
+
+
+class _ScrapeCollector(PoolCollector):
+    """The router's collector: the pool is the one of the request being answered."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def _pool(self) -> ClientPool | None:
+        return _scraped.get()
+
+
+def make_registry() -> CollectorRegistry:
+    """A registry of its own for one router, whose collector reads the scraped pool.
+
+    Raises `ImportError` when prometheus-client is not installed.
+    """
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ScrapeCollector())
+    return registry
+
+
+def render_metrics(
+    registry: CollectorRegistry, pool: ClientPool, accept: str | None
+) -> tuple[bytes, str]:
+    """The exposition of `pool` through `registry`, and its content type.
+
+    The format follows the scraper's `Accept` header: OpenMetrics when it asks for it,
+    else Prometheus text.
+    """
+    from prometheus_client.exposition import choose_encoder
+
+    encoder, content_type = choose_encoder(accept or "")
+    token = _scraped.set(pool)
+    try:
+        return encoder(registry), content_type
+    finally:
+        _scraped.reset(token)
