@@ -1,0 +1,399 @@
+"""Real servers on 127.0.0.1 for the transport tests: uvicorn, granian, and raw ones that misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import uvicorn
+from hyperframe.frame import GoAwayFrame
+
+HERE = Path(__file__).parent
+
+
+# -- uvicorn (HTTP/1.1) ------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """What an ASGI test app saw: distinct client ports (one per TCP connection)."""
+
+    ports: set[int] = field(default_factory=set)
+    requests: int = 0
+
+    @property
+    def connections(self) -> int:
+        """TCP connections seen so far."""
+        return len(self.ports)
+
+
+def counting_app(seen: Seen) -> Any:
+    """An ASGI app that records each connection and answers `/`, `/slow?d=`, `/stream?n=`, `/echo`."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.ports.add(scope["client"][1])
+        seen.requests += 1
+        query = parse_qs(scope["query_string"].decode())
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        if path == "/slow":
+            await asyncio.sleep(float(query.get("d", ["0.2"])[0]))
+        if path == "/stream":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for i in range(int(query.get("n", ["5"])[0])):
+                await send({"type": "http.response.body", "body": b"%d;" % i, "more_body": True})
+                await asyncio.sleep(0.005)
+            await send({"type": "http.response.body", "body": b""})
+            return
+        payload = str(len(body)).encode() if path == "/echo" else b"ok"
+        headers = [(b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    return app
+
+
+@contextlib.contextmanager
+def serve_uvicorn(
+    app: Any, *, keep_alive: int = 30, ssl: dict[str, str] | None = None
+) -> Iterator[int]:
+    """Serve `app` with uvicorn in a thread on 127.0.0.1; yield the port; stop on exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    options: dict[str, Any] = (
+        {"ssl_certfile": ssl["cert"], "ssl_keyfile": ssl["key"]} if ssl else {}
+    )
+    config = uvicorn.Config(
+        app, log_level="error", lifespan="off", timeout_keep_alive=keep_alive, http="h11", **options
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert server.started, "uvicorn did not start"
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+# -- granian (HTTP/2 over TLS) -----------------------------------------------------------
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    """Block until 127.0.0.1:port accepts a connection."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve_granian(cert: str, key: str, *args: str) -> Iterator[int]:
+    """Run granian (ASGI, TLS) as a subprocess serving `h2app:app`; yield its port."""
+    port = free_port()
+    granian = Path(sys.executable).parent / "granian"
+    command = [str(granian), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--ssl-certificate", cert, "--ssl-keyfile", key, "--no-log", "--workers", "1"]
+    command += ["--working-dir", str(HERE), *args, "h2app:app"]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+# -- a raw HTTP/1.1 server that misbehaves on demand ---------------------------------------
+
+
+class RawHTTPServer:
+    """An asyncio HTTP/1.1 server on the test's loop that counts connections.
+
+    Knobs: `close_after` (close the connection after N responses, without saying so),
+    `drop_after` (after N responses read the next request and close without answering),
+    `idle_close` (close a connection idle this long). Paths: `/`, `/slow?d=`,
+    `/bytes?n=` (a Content-Length body), `/chunked?n=&size=`, `/reset` (headers, some
+    body, then a TCP reset), `/status?code=`, `/echo` (the request body's length).
+    """
+
+    def __init__(self) -> None:
+        self.close_after: int | None = None
+        self.drop_after: int | None = None
+        self.idle_close: float | None = None
+        self.accepted = 0
+        self.open = 0
+        self.max_open = 0
+        self.requests = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        """Stop listening and drop every connection."""
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
+        self.max_open = max(self.max_open, self.open)
+        self._writers.add(writer)
+        served = 0
+        try:
+            while True:
+                request = await self._read_request(reader, self.idle_close if served else None)
+                if request is None:
+                    return
+                if self.drop_after is not None and served >= self.drop_after:
+                    return
+                served += 1
+                self.requests += 1
+                await self._respond(*request, writer)
+                if self.close_after is not None and served >= self.close_after:
+                    return
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self.open -= 1
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _read_request(
+        self, reader: asyncio.StreamReader, idle: float | None
+    ) -> tuple[str, str, bytes] | None:
+        async with asyncio.timeout(idle):
+            line = await reader.readline()
+        if not line:
+            return None
+        method, target, _ = line.decode().split(" ", 2)
+        headers: dict[str, str] = {}
+        while (raw := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = raw.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = b""
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            while size := int((await reader.readline()).split(b";")[0], 16):
+                body += await reader.readexactly(size)
+                await reader.readline()
+            await reader.readline()
+        return method, target, body
+
+    async def _respond(
+        self, method: str, target: str, body: bytes, writer: asyncio.StreamWriter
+    ) -> None:
+        url = urlsplit(target)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        status, payload = 200, b"ok"
+        if url.path == "/slow":
+            await asyncio.sleep(float(query.get("d", "0.2")))
+        elif url.path == "/bytes":
+            payload = b"x" * int(query.get("n", "10"))
+        elif url.path == "/echo":
+            payload = str(len(body)).encode()
+        elif url.path == "/status":
+            status, payload = int(query.get("code", "204")), b""
+        elif url.path == "/chunked":
+            await self._chunked(writer, int(query.get("n", "5")), int(query.get("size", "10")))
+            return
+        elif url.path == "/reset":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x" * 10)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            sock = writer.transport.get_extra_info("socket")
+            with contextlib.suppress(OSError):  # unless the client is already gone
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raise ConnectionResetError
+        head = f"HTTP/1.1 {status} X\r\n"
+        if status not in (204, 304):
+            head += f"content-length: {len(payload)}\r\n"
+        writer.write(
+            head.encode() + b"\r\n" + (b"" if method == "HEAD" or status in (204, 304) else payload)
+        )
+        await writer.drain()
+
+    async def _chunked(self, writer: asyncio.StreamWriter, n: int, size: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for i in range(n):
+            chunk = bytes([97 + i % 26]) * size
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+
+# -- a raw HTTP/2 server (prior knowledge, plain TCP) with stream limits and GOAWAY ----------
+
+
+class RawH2Server:
+    """An h2-library server on the test's loop: `max_streams`, `delay`, `goaway_after`.
+
+    With `goaway_after=N` a connection answers N streams, then sends a graceful GOAWAY
+    naming the last stream it received, answers up to that one and ignores later streams
+    (the client must send those elsewhere), then closes.
+    """
+
+    def __init__(
+        self, *, max_streams: int = 100, delay: float = 0.0, goaway_after: int | None = None
+    ) -> None:
+        self.max_streams = max_streams
+        self.delay = delay
+        self.goaway_after = goaway_after
+        self.accepted = 0
+        self.open = 0
+        self.max_open = 0
+        self.max_concurrent = 0
+        self.answered = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        """Stop listening and drop every connection."""
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
+        self.max_open = max(self.max_open, self.open)
+        self._writers.add(writer)
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        conn = h2.connection.H2Connection(config=config)
+        conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams},
+        )
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        state = {"answered": 0, "active": 0, "last": 0, "goaway": False}
+        try:
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.StreamEnded):
+                        self._start(conn, writer, event.stream_id, state)
+                    elif isinstance(event, h2.events.DataReceived):
+                        conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id
+                        )
+                writer.write(conn.data_to_send())
+                if state["goaway"] and not state["active"]:
+                    return
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            return
+        finally:
+            self.open -= 1
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    def _start(
+        self, conn: Any, writer: asyncio.StreamWriter, stream_id: int, state: dict[str, Any]
+    ) -> None:
+        if state["goaway"] and stream_id > state["last"]:
+            return  # beyond the GOAWAY's last stream: never answered
+        state["active"] += 1
+        state["last"] = max(state["last"], stream_id)
+        self.max_concurrent = max(self.max_concurrent, state["active"])
+        task = asyncio.get_running_loop().create_task(self._answer(conn, writer, stream_id, state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(
+        self, conn: Any, writer: asyncio.StreamWriter, stream_id: int, state: dict[str, Any]
+    ) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        body = json.dumps({"stream": stream_id}).encode()
+        headers = [(b":status", b"200"), (b"content-length", str(len(body)).encode())]
+        with contextlib.suppress(Exception):
+            conn.send_headers(stream_id, headers)
+            conn.send_data(stream_id, body, end_stream=True)
+            writer.write(conn.data_to_send())
+            self.answered += 1
+            state["answered"] += 1
+        state["active"] -= 1
+        if not state["goaway"] and state["answered"] == self.goaway_after:
+            state["goaway"] = True  # graceful: h2's own close_connection() would stop all sending
+            writer.write(GoAwayFrame(0, last_stream_id=state["last"], error_code=0).serialize())
+        if state["goaway"] and not state["active"]:
+            writer.transport.close()
