@@ -22,6 +22,8 @@ PUBLIC = {
     "get_pool",
     "install_error_handlers",
     "lifespan",
+    "per_worker",
+    "providers_from_env",
     "proxy_stream",
     "router",
     "sync_client",

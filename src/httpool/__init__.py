@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._budget import per_worker
 from ._config import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Provider
 from ._depends import client, sync_client
 from ._errors import ConfigError, OriginNotAllowedError, PoolClosedError, UnknownProviderError
@@ -13,6 +14,7 @@ from ._metrics import PoolCollector
 from ._pool import ClientPool, PoolState
 from ._router import router
 from ._secret import Secret
+from ._settings import providers_from_env
 from ._streaming import UpstreamStreamingResponse, proxy_stream
 from ._transport import PoolTransport
 
@@ -34,6 +36,8 @@ __all__ = [
     "get_pool",
     "install_error_handlers",
     "lifespan",
+    "per_worker",
+    "providers_from_env",
     "proxy_stream",
     "router",
     "sync_client",

@@ -33,7 +33,7 @@ def lifespan(
     check_routes: bool = True,
     drain_timeout: float = 5.0,
     close_timeout: float = 5.0,
-) -> Callable[[Any], AbstractAsyncContextManager[dict[str, Any]]]:
+) -> PoolLifespan:
     """A lifespan that runs a `ClientPool` for as long as the app runs.
 
     ```python
@@ -56,10 +56,21 @@ def lifespan(
     pool = ClientPool._from(
         providers_or_pool, drain_timeout=drain_timeout, close_timeout=close_timeout
     )
+    return PoolLifespan(pool, wrap=wrap, check_routes=check_routes)
+
+
+class PoolLifespan:
+    """What `lifespan()` returns: call it with the app to run the pool; `.pool` is it."""
+
+    def __init__(self, pool: ClientPool, *, wrap: Lifespan | None, check_routes: bool) -> None:
+        self.pool = pool
+        self._wrap = wrap
+        self._check_routes = check_routes
 
     @contextlib.asynccontextmanager
-    async def run(app: Any) -> AsyncIterator[dict[str, Any]]:
-        if check_routes:
+    async def __call__(self, app: Any) -> AsyncIterator[dict[str, Any]]:
+        pool = self.pool
+        if self._check_routes:
             from ._depends import check_app_dependencies
 
             check_app_dependencies(app, pool)
@@ -68,16 +79,17 @@ def lifespan(
             if app_state is not None:
                 setattr(app_state, STATE_KEY, pool)
             try:
-                if wrap is None:
+                if self._wrap is None:
                     yield {STATE_KEY: pool}
                 else:
-                    async with wrap(app) as state:
+                    async with self._wrap(app) as state:
                         yield {**(state or {}), STATE_KEY: pool}
             finally:
                 if app_state is not None and getattr(app_state, STATE_KEY, None) is pool:
                     delattr(app_state, STATE_KEY)
 
-    return run
+    def __repr__(self) -> str:
+        return f"httpool.lifespan({self.pool!r})"
 
 
 def get_pool(source: Any) -> ClientPool:

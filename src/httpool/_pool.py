@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import enum
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -271,6 +273,31 @@ class ClientPool:
                 entry.update(transport_stats())
             out[name] = entry
         return out
+
+    @contextlib.contextmanager
+    def override(self, name: str, **changes: Any) -> Iterator[Provider]:
+        """Change registered provider `name` for the pool's next opening (tests use it).
+
+        `changes` are `Provider` fields, e.g. `transport=httpx.MockTransport(...)`. The
+        original provider is back when the block ends. Refused while the pool is open.
+        """
+        with self._lock:
+            if self._state in (PoolState.OPEN, PoolState.CLOSING):
+                msg = (
+                    f"ClientPool.override({name!r}): the pool is {self._state.value}; "
+                    "override providers before the app starts"
+                )
+                raise RuntimeError(msg)
+            if name not in self._providers:
+                raise UnknownProviderError(name, self._providers)
+            original = self._providers[name]
+            replaced = self._providers[name] = dataclasses.replace(original, **changes)
+        try:
+            yield replaced
+        finally:
+            with self._lock:
+                if self._providers.get(name) is replaced:
+                    self._providers[name] = original
 
     def __repr__(self) -> str:
         return f"<httpool.ClientPool {self._state.value} providers={list(self.names)}>"
