@@ -12,10 +12,10 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import Any
 
 import uvicorn
 
@@ -33,25 +33,26 @@ class _AppServer(uvicorn.Server):
         super().__init__(config)
         self._banner = banner
 
-    async def startup(self, sockets: list[Any] | None = None) -> None:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
             print(self._banner, flush=True)
 
 
 @contextlib.contextmanager
-def _signals_noted() -> Iterator[None]:
-    """Note SIGINT/SIGTERM instead of acting on them.
+def _signals_absorbed() -> Iterator[None]:
+    """Let SIGINT/SIGTERM do nothing, for the stop that uvicorn does itself.
 
-    uvicorn handles both while it serves, and after its graceful shutdown raises the
-    signal again for the handler that was there before: this one, so the stub can
-    still be stopped and the process end normally.
+    uvicorn handles both while it serves and, after its graceful shutdown, raises the
+    signal again for the handler that was there before it started: this do-nothing one,
+    so that the stub is still stopped and the process ends normally (not killed by a
+    re-raised SIGTERM, nor with a KeyboardInterrupt traceback).
     """
 
-    def note(signum: int, frame: FrameType | None) -> None:
+    def absorb(signum: int, frame: FrameType | None) -> None:
         pass
 
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, absorb) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
@@ -82,9 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"example_app: {exc}", file=sys.stderr)
         return 2
-    where = "\n".join(
-        f"  {name:<7} {getattr(settings, name).where}" for name in ("openai", "voyage", "cohere")
-    )
+    where = "\n".join(f"  {name:<7} {p.where}" for name, p in settings.items())
     banner = (
         f"\nhttpool example app: http://{args.host}:{args.port}/docs\n"
         f"providers:\n{where}\nPress Ctrl-C to stop.\n"
@@ -107,9 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = uvicorn.Config(
             create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=5
         )
-        with _signals_noted():
+        with _signals_absorbed():
             _AppServer(config, banner).run()
-    print("example app and stub upstream stopped", flush=True)
+    print("example app stopped" + (", stub upstream too" if settings.uses_stub else ""), flush=True)
     return 0
 
 

@@ -97,12 +97,11 @@ class Settings:
             found[name] = ProviderSettings(base_url, httpool.Secret(f"Bearer {api_key}"), model)
         return cls(**found)
 
+    def items(self) -> list[tuple[str, ProviderSettings]]:
+        """`(name, settings)` of every provider, in a fixed order."""
+        return [(field.name, getattr(self, field.name)) for field in dataclasses.fields(self)]
+
     @property
     def uses_stub(self) -> bool:
         """Whether any provider points at the stub upstream."""
-        return any(p.stub for p in (self.openai, self.voyage, self.cohere))
-
-    @property
-    def stub_url(self) -> str | None:
-        """The stub upstream's base URL, if a provider uses it."""
-        return next((p.base_url for p in (self.openai, self.voyage, self.cohere) if p.stub), None)
+        return any(p.stub for _, p in self.items())

@@ -119,7 +119,7 @@ async def embeddings(request: Request) -> Response:
     _, body = checked
     texts, model = _strings(body.get("input")), str(body.get("model", "voyage-3"))
     if texts is None:
-        return _error(400, "'input' must be a string or a list of strings", "invalid_request")
+        return _error(400, "'input' must be a string or a list of strings", "invalid_request_error")
     data = [
         {"object": "embedding", "embedding": fake_vector(text, model), "index": i}
         for i, text in enumerate(texts)
@@ -136,7 +136,7 @@ async def cohere_embed(request: Request) -> Response:
     state, body = checked
     texts, model = _strings(body.get("texts")), str(body.get("model", "embed-english-v3.0"))
     if texts is None:
-        return _error(400, "'texts' must be a list of strings", "invalid_request")
+        return _error(400, "'texts' must be a list of strings", "invalid_request_error")
     return JSONResponse(
         {
             "id": f"stub-embed-{next(state.ids)}",

@@ -286,7 +286,7 @@ def test_a_client_that_goes_away_mid_stream_releases_the_upstream() -> None:
 
             def openai_idle() -> bool:
                 stats = http.get("/providers").json()["providers"]["openai"]
-                return stats["requests_in_flight"] == 0 and stats["connections_in_use"] == 0
+                return bool(stats["requests_in_flight"] == 0 and stats["connections_in_use"] == 0)
 
             assert wait_for(openai_idle)
             # The app is still fine, and so is its openai client.

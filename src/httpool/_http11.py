@@ -397,17 +397,21 @@ class _Body:
         self._timeout = timeout
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
         conn = self._conn
         try:
-            while True:
-                while conn._body:
-                    yield conn._body.popleft()
+            while not conn._body:
                 if conn._done or not await conn._feed(self._timeout):
-                    return
-        except BaseException:
-            await self.aclose()
+                    raise StopAsyncIteration
+        except StopAsyncIteration:
             raise
+        except BaseException:
+            await self.aclose()  # a failed or cancelled read: the connection is closed
+            raise
+        return conn._body.popleft()
 
     async def aclose(self) -> None:
         """Give the connection back (reusable only if the body was read to its end)."""

@@ -385,21 +385,26 @@ class _Body(Protocol):
 class _ResponseStream(httpx.AsyncByteStream):
     """A response body that gives its connection back exactly once when closed."""
 
-    __slots__ = ("_closed", "_conn", "_request", "_response", "_transport")
-
     def __init__(
         self, transport: PoolTransport, conn: Conn, body: _Body, request: httpx.Request
     ) -> None:
         self._transport = transport
         self._conn = conn
         self._body = body
+        self._chunks: AsyncIterator[bytes] | None = None
         self._request = request
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._chunks = self._body.__aiter__()
+        return self
+
+    async def __anext__(self) -> bytes:
+        assert self._chunks is not None
         try:
-            async for chunk in self._body:
-                yield chunk
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            raise
         except Exception as exc:
             mapped = self._transport._fail(exc, self._request)
             if mapped is exc:
