@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import httpool
+from httpool._config import OVERRIDES
 
 FIELDS = [
     "base_url",
@@ -73,19 +74,7 @@ def test_provider_fails_only_with_clear_errors(field: str, value: Any, name: str
 @settings(max_examples=200, deadline=None)
 @given(
     overrides=st.dictionaries(
-        st.sampled_from(
-            [
-                "max_connections",
-                "max_keepalive_connections",
-                "keepalive_expiry",
-                "connect_timeout",
-                "read_timeout",
-                "write_timeout",
-                "pool_timeout",
-                "http2",
-                "bogus",
-            ]
-        ),
+        st.sampled_from([*sorted(OVERRIDES), "bogus"]),
         junk,
         max_size=3,
     )
