@@ -81,12 +81,14 @@ class Conn:
     """A slot in the pool: a connection being opened, or an open one."""
 
     __slots__ = (
-        "born", "closed", "h2", "idle_at", "inner", "maybe_h2", "origin", "streams", "used",
+        "born", "closed", "h2", "idle_at", "inner", "maybe_h2", "origin", "stream", "streams",
+        "used",
     )  # fmt: skip
 
     def __init__(self, origin: Origin, maybe_h2: bool) -> None:
         self.origin = origin
         self.inner: Inner | None = None
+        self.stream: Any = None  # its network stream, once open
         self.maybe_h2 = maybe_h2
         self.h2 = False
         self.closed = False
@@ -180,7 +182,10 @@ class Pool:
             if (
                 inner.is_available()
                 and (lifetime is None or now - conn.born <= lifetime)
-                and not (conn.streams == 0 and inner.has_expired())
+                and not (
+                    conn.streams == 0
+                    and (inner.has_expired() or conn.stream.get_extra_info("peer_closed"))
+                )
             ):
                 self._hand_h2(conn)
                 return conn

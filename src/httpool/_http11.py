@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections import deque
@@ -17,15 +18,22 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpcore
-import httptools
 import httpx
 
-__all__ = ["AsyncioBackend", "HTTP11Connection"]
+try:
+    import httptools
+except ImportError:  # pragma: no cover - a dependency; without it httpcore's h11 is used
+    HTTPTOOLS = False
+else:
+    HTTPTOOLS = True
+
+__all__ = ["HTTPTOOLS", "AsyncioBackend", "HTTP11Connection"]
 
 HIGH_WATER = 256 * 1024  # pause reading when this much is buffered
 READ_SIZE = 64 * 1024
 NEW, ACTIVE, IDLE, CLOSED = range(4)
 NO_BODY = frozenset({204, 304})
+TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # a method or header name (RFC 9110)
 
 
 def _wake(future: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
@@ -165,6 +173,8 @@ class _Stream(httpcore.AsyncNetworkStream):
         protocol = self._protocol
         if info == "is_readable":  # an idle connection with data or EOF: the server closed it
             return bool(protocol.chunks) or protocol.eof
+        if info == "peer_closed":
+            return protocol.eof
         names = {"client_addr": "sockname", "server_addr": "peername"}
         return protocol.transport.get_extra_info(names.get(info, info))
 
@@ -306,28 +316,44 @@ class HTTP11Connection:
         return self._status, self._headers, _Body(self, read_timeout), extensions
 
     async def _send(self, request: httpx.Request, seconds: float | None) -> None:
-        parts = [request.method.encode(), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-        chunked = False
+        method = request.method.encode()
+        if not TOKEN.fullmatch(method):
+            msg = f"Illegal method {request.method!r}"
+            raise httpcore.LocalProtocolError(msg)
+        parts = [method, b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+        chunked, length = False, -1
         for name, value in request.headers.raw:
-            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-                msg = "Illegal header value: a header contains a line break"
+            if (
+                not TOKEN.fullmatch(name)
+                or b"\n" in value
+                or b"\r" in value
+                or b"\0" in value
+                or (name.lower() == b"content-length" and not value.strip().isdigit())
+            ):
+                msg = f"Illegal header {name!r}: a bad name, or a line break in its value"
                 raise httpcore.LocalProtocolError(msg)
             lower = name.lower()
             if lower == b"connection" and b"close" in value.lower():
                 self._keep = False
             elif lower == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
+            elif lower == b"content-length":
+                length = int(value)
             parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
-        pending = b"".join(parts)
+        pending, sent = b"".join(parts), 0
         async for chunk in request.stream:  # type: ignore[union-attr]
             if chunk:
+                sent += len(chunk)
                 pending += b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
                 if len(pending) >= READ_SIZE:
                     await self._stream.write(pending, seconds)
                     pending = b""
         if chunked:
             pending += b"0\r\n\r\n"
+        elif length != sent and (length >= 0 or sent):
+            msg = f"the body has {sent} bytes, its Content-Length says {length}"
+            raise httpcore.LocalProtocolError(msg)
         await self._stream.write(pending, seconds)
 
     async def _feed(self, seconds: float | None) -> bool:
@@ -360,6 +386,11 @@ class HTTP11Connection:
                 self._expire_at = time.monotonic() + self._expiry
         else:
             await self.aclose()
+
+    @property
+    def response_started(self) -> bool:
+        """Whether any byte of the current response arrived (then a retry is unsafe)."""
+        return self._got_bytes
 
     # -- the pool's view -----------------------------------------------------------------
 
@@ -402,15 +433,16 @@ class _Body:
 
     async def __anext__(self) -> bytes:
         conn = self._conn
-        try:
-            while not conn._body:
-                if conn._done or not await conn._feed(self._timeout):
-                    raise StopAsyncIteration
-        except StopAsyncIteration:
-            raise
-        except BaseException:
-            await self.aclose()  # a failed or cancelled read: the connection is closed
-            raise
+        while not conn._body:
+            if conn._done:
+                raise StopAsyncIteration
+            try:
+                more = await conn._feed(self._timeout)
+            except BaseException:
+                await self.aclose()  # a failed or cancelled read: the connection is closed
+                raise
+            if not more:
+                raise StopAsyncIteration
         return conn._body.popleft()
 
     async def aclose(self) -> None:

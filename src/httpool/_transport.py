@@ -13,12 +13,13 @@ import httpcore
 import httpx
 
 from ._connections import Conn, Inner, Pool, TransportClosedError
-from ._http11 import AsyncioBackend, HTTP11Connection
+from ._http11 import HTTPTOOLS, AsyncioBackend, HTTP11Connection
 
 __all__ = ["PoolTransport"]
 
 logger = logging.getLogger("httpool.transport")
 
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_ATTEMPTS = 12  # one stale-connection retry, the rest for streams refused by GOAWAY
 
@@ -91,7 +92,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         trust_env: bool = True,
         http1: bool = True,
         http2: bool = False,
-        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # noqa: B008
+        limits: httpx.Limits = DEFAULT_LIMITS,
         retries: int = 0,
         local_address: str | None = None,
         uds: str | None = None,
@@ -156,7 +157,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                     if isinstance(inner, HTTP11Connection):
                         status, headers, body, extensions = await inner.send(request, timeouts)
                     else:
-                        status, headers, body, extensions = await _send_h2(inner, request)
+                        status, headers, body, extensions = await _send_core(inner, request)
                 except BaseException as exc:
                     pool.release(conn)
                     if isinstance(exc, httpcore.ConnectionNotAvailable):
@@ -165,7 +166,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
                         self._retried += 1  # the server is shutting the connection down
                         continue
                     # Reused: by an earlier request, or (HTTP/2) by other streams meanwhile.
-                    if not retried and conn.used > 1 and self._may_retry(request, exc):
+                    if (
+                        not retried
+                        and conn.used > 1
+                        and not _response_started(conn.inner)
+                        and self._may_retry(request, exc)
+                    ):
                         retried = fresh = True
                         self._retried += 1
                         if logger.isEnabledFor(logging.DEBUG):
@@ -277,6 +283,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 await stream.aclose()
                 raise
+        conn.stream = stream
         ssl_object = stream.get_extra_info("ssl_object")
         is_h2 = not self._http1 or (
             ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
@@ -284,6 +291,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         expiry = self._pool.keepalive_expiry
         if is_h2:
             return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
+        if not HTTPTOOLS:  # pragma: no cover
+            return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
         return HTTP11Connection(stream, expiry), False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -333,6 +342,11 @@ class PoolTransport(httpx.AsyncBaseTransport):
         }
 
 
+def _response_started(inner: Inner | None) -> bool:
+    """Whether response bytes arrived on an HTTP/1.1 connection (so no retry)."""
+    return isinstance(inner, HTTP11Connection) and inner.response_started
+
+
 def _goaway(exc: BaseException) -> bool:
     """Whether `exc` is how httpcore and h2 fail a stream on a connection that got GOAWAY."""
     if isinstance(exc, httpcore.RemoteProtocolError):
@@ -354,7 +368,7 @@ def _key(request: httpx.Request) -> tuple[bytes, bytes, int]:
 
 
 def _to_core(request: httpx.Request) -> httpcore.Request:
-    """The httpcore request for `request` (for HTTP/2)."""
+    """The httpcore request for `request`."""
     url = request.url
     scheme = url.raw_scheme
     port = url.port or (443 if scheme == b"https" else 80)
@@ -367,11 +381,11 @@ def _to_core(request: httpx.Request) -> httpcore.Request:
     )
 
 
-async def _send_h2(
+async def _send_core(
     inner: Inner | None, request: httpx.Request
 ) -> tuple[int, list[tuple[bytes, bytes]], _Body, dict[str, Any]]:
-    """Send `request` on an httpcore HTTP/2 connection."""
-    assert isinstance(inner, httpcore.AsyncHTTP2Connection)
+    """Send `request` on an httpcore connection (HTTP/2, or HTTP/1.1 without httptools)."""
+    assert isinstance(inner, httpcore.AsyncConnectionInterface)
     response = await inner.handle_async_request(_to_core(request))
     body: Any = response.stream
     return response.status, response.headers, body, dict(response.extensions)

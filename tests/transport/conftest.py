@@ -120,6 +120,25 @@ class SlowConnectBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+class FlakyBackend(SlowConnectBackend):
+    """Refuses the first `failures` connects, then connects as usual."""
+
+    def __init__(self, failures: int, delay: float = 0.05) -> None:
+        super().__init__(delay)
+        self.failures = failures
+
+    async def connect_tcp(  # type: ignore[override]
+        self, host: str, port: int, **options: Any
+    ) -> httpcore.AsyncNetworkStream:
+        """Fail, or connect."""
+        if self.failures > 0:
+            self.failures -= 1
+            self.connects += 1
+            await asyncio.sleep(self.delay)
+            raise httpcore.ConnectError("refused by the test")
+        return await super().connect_tcp(host, port, **options)
+
+
 class CountingBackend(httpcore.AsyncNetworkBackend):
     """httpcore's asyncio backend that counts the sockets open on the client side."""
 

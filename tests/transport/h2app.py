@@ -11,17 +11,20 @@ ports: set[int] = set()
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """`/` answers, `/slow?d=` waits first, `/ports` lists the client ports seen so far."""
+    """`/` answers, `/slow?d=` waits first, `/bytes?n=` sends n bytes, `/ports` lists the
+    client ports seen so far."""
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
         pass
+    query = parse_qs(scope["query_string"].decode())
     if scope["path"] == "/ports":
         body = json.dumps(sorted(ports)).encode()
+    elif scope["path"] == "/bytes":
+        body = b"b" * int(query.get("n", ["10"])[0])
     else:
         ports.add(scope["client"][1])
         if scope["path"] == "/slow":
-            query = parse_qs(scope["query_string"].decode())
             await asyncio.sleep(float(query.get("d", ["0.2"])[0]))
         body = json.dumps({"http_version": scope["http_version"]}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

@@ -80,7 +80,7 @@ def counting_app(seen: Seen) -> Any:
 
 @contextlib.contextmanager
 def serve_uvicorn(
-    app: Any, *, keep_alive: int = 30, ssl: dict[str, str] | None = None
+    app: Any, *, keep_alive: float = 30, ssl: dict[str, str] | None = None
 ) -> Iterator[int]:
     """Serve `app` with uvicorn in a thread on 127.0.0.1; yield the port; stop on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -90,7 +90,12 @@ def serve_uvicorn(
         {"ssl_certfile": ssl["cert"], "ssl_keyfile": ssl["key"]} if ssl else {}
     )
     config = uvicorn.Config(
-        app, log_level="error", lifespan="off", timeout_keep_alive=keep_alive, http="h11", **options
+        app,
+        log_level="error",
+        lifespan="off",
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float works as well
+        http="h11",
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -155,6 +160,24 @@ def serve_granian(cert: str, key: str, *args: str) -> Iterator[int]:
 # -- a raw HTTP/1.1 server that misbehaves on demand ---------------------------------------
 
 
+RAW_RESPONSES: dict[str, tuple[bytes, bool]] = {
+    # path: (the bytes sent, whether the server then closes the connection)
+    "/eof": (b"HTTP/1.1 200 OK\r\n\r\n" + b"e" * 5000, True),
+    "/http10": (b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok", True),
+    "/close": (b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok", True),
+    "/continue": (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        False,
+    ),
+    "/headers": (
+        b"HTTP/1.1 201 Created\r\nX-Twice: 1\r\nx-twice: 2\r\nContent-Length: 0\r\n\r\n",
+        False,
+    ),
+    "/bad": (b"HTTP/1.1 ??? nonsense\r\n\r\n", True),
+    "/short": (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"s" * 10, True),
+}
+
+
 class RawHTTPServer:
     """An asyncio HTTP/1.1 server on the test's loop that counts connections.
 
@@ -162,7 +185,8 @@ class RawHTTPServer:
     `drop_after` (after N responses read the next request and close without answering),
     `idle_close` (close a connection idle this long). Paths: `/`, `/slow?d=`,
     `/bytes?n=` (a Content-Length body), `/chunked?n=&size=`, `/reset` (headers, some
-    body, then a TCP reset), `/status?code=`, `/echo` (the request body's length).
+    body, then a TCP reset), `/status?code=`, `/echo` (the request body's length), and
+    the literal responses of `RAW_RESPONSES`.
     """
 
     def __init__(self) -> None:
@@ -182,8 +206,11 @@ class RawHTTPServer:
         """The server's base URL."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        """Listen on a free port of 127.0.0.1."""
+    async def start(self, uds: str | None = None) -> None:
+        """Listen on a free port of 127.0.0.1 (or on the Unix socket `uds`)."""
+        if uds is not None:
+            self._server = await asyncio.start_unix_server(self._handle, uds)
+            return
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -248,6 +275,13 @@ class RawHTTPServer:
         url = urlsplit(target)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         status, payload = 200, b"ok"
+        if url.path in RAW_RESPONSES:
+            data, close = RAW_RESPONSES[url.path]
+            writer.write(data)
+            await writer.drain()
+            if close:
+                raise ConnectionAbortedError  # ends the connection (a FIN, not a reset)
+            return
         if url.path == "/slow":
             await asyncio.sleep(float(query.get("d", "0.2")))
         elif url.path == "/bytes":
@@ -322,6 +356,11 @@ class RawH2Server:
         """Listen on a free port of 127.0.0.1."""
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def drop_connections(self) -> None:
+        """Close every connection from the server side (a FIN, no GOAWAY)."""
+        for writer in list(self._writers):
+            writer.close()
 
     async def aclose(self) -> None:
         """Stop listening and drop every connection."""

@@ -13,7 +13,7 @@ import pytest
 from httpool._transport import PoolTransport
 
 from .conftest import CountingBackend, SlowConnectBackend, assert_clean
-from .servers import RawHTTPServer
+from .servers import RawHTTPServer, Seen, counting_app, serve_uvicorn
 
 pytestmark = pytest.mark.anyio
 
@@ -35,6 +35,24 @@ async def test_server_closing_idle_connections_never_fails_a_request(
         assert transport.stats()["errors"] == {}
         assert_clean(transport)
     assert raw_server.accepted >= 15
+
+
+async def test_uvicorn_keep_alive_timeout_never_fails_a_request() -> None:
+    """uvicorn closing idle connections after 0.2 s (client expiry 30 s) causes no failure."""
+    seen = Seen()
+    with serve_uvicorn(counting_app(seen), keep_alive=0.2) as port:
+        limits = httpx.Limits(keepalive_expiry=30)
+        async with (
+            PoolTransport(limits=limits) as transport,
+            httpx.AsyncClient(transport=transport, base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            for _ in range(6):
+                results = await asyncio.gather(*(client.get("/") for _ in range(4)))
+                assert all(r.text == "ok" for r in results)
+                await asyncio.sleep(0.3)
+            assert transport.stats()["errors"] == {}
+            assert_clean(transport)
+    assert seen.connections >= 6
 
 
 async def test_server_closing_after_n_responses_all_succeed(raw_server: RawHTTPServer) -> None:

@@ -118,6 +118,29 @@ async def test_keepalive_expiry_opens_a_new_connection(raw_server: RawHTTPServer
         assert transport.stats()["connections_open"] == 1
 
 
+async def test_expired_idle_connections_of_other_origins_are_swept(
+    raw_server: RawHTTPServer,
+) -> None:
+    """Idle connections past keepalive_expiry are closed as the pool is used, any origin."""
+    other = RawHTTPServer()
+    await other.start()
+    try:
+        limits = httpx.Limits(keepalive_expiry=0.1)
+        async with (
+            PoolTransport(limits=limits) as transport,
+            httpx.AsyncClient(transport=transport) as client,
+        ):
+            await asyncio.gather(*(client.get(f"{raw_server.url}/slow?d=0.02") for _ in range(3)))
+            assert transport.stats()["connections_idle"] == 3
+            await asyncio.sleep(0.15)
+            await client.get(other.url)
+            stats = transport.stats()
+            assert stats["connections_open"] == 1
+            assert list(stats["origins"]) == [f"http://127.0.0.1:{other.port}"]
+    finally:
+        await other.aclose()
+
+
 async def test_max_lifetime_retires_busy_connections(raw_server: RawHTTPServer) -> None:
     """A connection older than max_lifetime is not reused, even when it is always busy."""
     async with (

@@ -10,7 +10,7 @@ import pytest
 
 from httpool._transport import PoolTransport
 
-from .conftest import assert_clean, client_context, start_h2
+from .conftest import FlakyBackend, assert_clean, client_context, start_h2
 from .servers import RawH2Server, Seen
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +42,7 @@ async def test_http2_multiplexes_fifty_requests_on_one_connection(
 
 
 async def test_http2_upload_and_sequential_reuse(granian_h2: str, tls: dict[str, Any]) -> None:
-    """Request bodies go over HTTP/2 and sequential requests reuse the connection."""
+    """Uploads and large concurrent downloads go over one reused HTTP/2 connection."""
     async with (
         PoolTransport(http2=True, verify=client_context(tls)) as transport,
         httpx.AsyncClient(transport=transport, base_url=granian_h2) as client,
@@ -50,6 +50,8 @@ async def test_http2_upload_and_sequential_reuse(granian_h2: str, tls: dict[str,
         for _ in range(20):
             response = await client.post("/", content=b"q" * 200_000)
             assert response.status_code == 200
+        downloads = await asyncio.gather(*(client.get("/bytes?n=3000000") for _ in range(3)))
+        assert [len(r.content) for r in downloads] == [3_000_000] * 3
         assert transport.stats()["connections_opened"] == 1
 
 
@@ -102,6 +104,23 @@ async def test_goaway_sends_unprocessed_requests_to_a_fresh_connection(
         assert_clean(transport)
 
 
+async def test_idle_http2_connection_closed_by_server_is_not_used(
+    h2_servers: list[RawH2Server],
+) -> None:
+    """An idle HTTP/2 connection the server closed is not handed to a POST (which would fail)."""
+    server = await start_h2(h2_servers)
+    async with (
+        PoolTransport(http1=False, http2=True) as transport,
+        httpx.AsyncClient(transport=transport, base_url=server.url) as client,
+    ):
+        assert (await client.post("/", content=b"1")).status_code == 200
+        server.drop_connections()
+        await asyncio.sleep(0.05)
+        assert (await client.post("/", content=b"2")).status_code == 200
+        assert transport.stats()["retries"] == 0
+    assert server.accepted == 2
+
+
 async def test_http2_cancellation_leaks_nothing(h2_servers: list[RawH2Server]) -> None:
     """Cancelling many in-flight HTTP/2 streams leaves the pool clean and usable."""
     server = await start_h2(h2_servers, delay=0.5)
@@ -135,3 +154,23 @@ async def test_alpn_http11_fallback_does_not_wait_to_share(
             assert {r.http_version for r in responses} == {"HTTP/1.1"}
         assert_clean(transport)
     assert 2 <= seen.connections <= 8
+
+
+async def test_failed_http2_connect_lets_sharing_waiters_open_their_own(
+    h2_servers: list[RawH2Server],
+) -> None:
+    """When the connection others waited to share fails, one of them opens a new one."""
+    server = await start_h2(h2_servers)
+    backend = FlakyBackend(failures=1)
+    async with (
+        PoolTransport(http1=False, http2=True, network_backend=backend) as transport,
+        httpx.AsyncClient(transport=transport, base_url=server.url) as client,
+    ):
+        results = await asyncio.gather(
+            *(client.get("/") for _ in range(10)), return_exceptions=True
+        )
+        assert sum(isinstance(r, httpx.ConnectError) for r in results) == 1
+        assert sum(isinstance(r, httpx.Response) for r in results) == 9
+        assert_clean(transport)
+    assert server.accepted == 1
+    assert backend.connects == 2
