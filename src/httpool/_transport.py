@@ -318,7 +318,16 @@ class PoolTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
     def stats(self) -> dict[str, Any]:
-        """JSON-ready counters: connections, requests, retries, errors, per origin."""
+        """JSON-ready counters, cheap to take (no connection is inspected).
+
+        Keys: `connections_open` (established, not closing), `connections_idle`,
+        `connections_in_use`, `connections_connecting`, `connections_opened` and
+        `connections_closed` (totals so far), `requests_in_flight` (sent and not yet
+        closed), `waiters` (waiting for a connection), `requests_served` (responses
+        closed), `retries`, `errors` (count by httpx exception name, e.g.
+        `{"PoolTimeout": 2}`), and `origins`: `{"https://host:443": {"open", "idle",
+        "in_use"}}`.
+        """
         pool = self._pool
         idle = len(pool.lru)
         open_ = pool.total - pool.connecting - pool.closing_n
