@@ -25,8 +25,8 @@ run: install
 	$(BIN)/python -m example_app
 
 lint: install
-	$(BIN)/ruff check src tests example_app bench
-	$(BIN)/ruff format --check src tests example_app bench
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
 typecheck: install
 	$(BIN)/mypy src
