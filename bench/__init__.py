@@ -1,0 +1,1 @@
+"""httpool's benchmark: ``python -m bench`` (``make bench``); see bench/README.md."""

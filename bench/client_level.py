@@ -1,0 +1,87 @@
+"""Section 1: client-level throughput, each variant against each upstream, interleaved.
+
+For every upstream and concurrency, the rounds run the variants in turn (A B C D, A B C D,
+...), each round in the load-generator process with a fresh client: a short warm-up, then
+`client_seconds` of requests. The figure of a cell is the median over its rounds.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .procs import Child
+from .servers import Upstream
+from .settings import Settings
+from .stats import median, ratio
+from .variants import HTTP2_CAPABLE, VARIANTS
+
+__all__ = ["run"]
+
+PATH = "/embed"
+
+
+def _supported(variant: str, upstream: Upstream) -> bool:
+    # granian --http 2 speaks only HTTP/2; the aiohttp variants speak only HTTP/1.1
+    return not upstream.http2 or variant in HTTP2_CAPABLE
+
+
+def run(worker: Child, upstreams: dict[str, Upstream], settings: Settings) -> list[dict[str, Any]]:
+    """One row per (upstream, concurrency, variant), with the rounds and their median."""
+    rows: list[dict[str, Any]] = []
+    for kind in settings.client_upstreams:
+        upstream = upstreams[kind]
+        for concurrency in settings.client_concurrency:
+            rounds: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+            for r in range(settings.rounds):
+                for variant in VARIANTS:
+                    if not _supported(variant, upstream):
+                        continue
+                    result = worker.call(
+                        {
+                            "op": "rps",
+                            "variant": variant,
+                            "base_url": upstream.base_url,
+                            "ca": upstream.ca,
+                            "http2": upstream.http2,
+                            "path": PATH,
+                            "concurrency": concurrency,
+                            "duration": settings.client_seconds,
+                            "warmup": settings.client_warmup_seconds,
+                            "max_warmup": settings.client_max_warmup_seconds,
+                            "max_requests": 200_000,
+                        }
+                    )
+                    rounds[variant].append(result)
+                    print(
+                        f"  client {kind:7} c={concurrency:<3} round {r + 1} {variant:14} "
+                        f"{result['rps']:8.0f} req/s  errors {result['errors']}",
+                        file=sys.stderr,
+                    )
+            rows.extend(_rows(kind, concurrency, rounds))
+    return rows
+
+
+def _rows(
+    kind: str, concurrency: int, rounds: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    medians = {v: median([r["rps"] for r in rs]) for v, rs in rounds.items()}
+    out = []
+    for variant, results in rounds.items():
+        out.append(
+            {
+                "upstream": kind,
+                "concurrency": concurrency,
+                "variant": variant,
+                "supported": bool(results),
+                "rps": medians[variant],
+                "rps_rounds": [r["rps"] for r in results],
+                "warmup_s": median([r["warmup_s"] for r in results]),
+                "p50_ms": median([r["p50_ms"] for r in results]),
+                "p99_ms": median([r["p99_ms"] for r in results]),
+                "errors": sum(r["errors"] for r in results),
+                "error_kinds": sorted({k for r in results for k in r["error_kinds"]}),
+                "httpool_over_variant": ratio(medians["httpool"], medians[variant]),
+            }
+        )
+    return out

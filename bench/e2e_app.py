@@ -1,0 +1,132 @@
+"""The FastAPI app of the end-to-end bench, one variant per process.
+
+``GET /proxy`` calls the upstream's ``/embed`` and returns its JSON. The variant and the
+upstream come from the environment (``BENCH_VARIANT``, ``BENCH_UPSTREAM``) and the app is
+served by uvicorn: ``uvicorn --factory bench.e2e_app:create_app``.
+
+- ``naive``: one shared `httpx.AsyncClient(base_url=...)` made in the lifespan, with
+  httpx's defaults, as most apps write it.
+- ``httpool``: ``httpool.lifespan(httpool.Provider("up", base_url=...))`` and
+  ``Annotated[httpx.AsyncClient, httpool.client("up")]``, httpool's defaults.
+- ``httpx-aiohttp``: a shared `httpx.AsyncClient` on `httpx_aiohttp.AiohttpTransport`.
+- ``aiohttp``: a shared `aiohttp.ClientSession`.
+- ``control``: the same route returning the same JSON without calling anything: the
+  ceiling of the app server itself on this machine.
+
+httpx-aiohttp and aiohttp use httpool's default limits (100 connections).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+import httpx
+from fastapi import FastAPI, Request
+
+import httpool
+
+from .variants import LIMITS
+
+__all__ = ["E2E_VARIANTS", "create_app"]
+
+E2E_VARIANTS: Final = ("httpool", "naive", "httpx-aiohttp", "aiohttp")
+#: Runs in every round too, but is no client: it answers without an upstream call.
+CONTROL: Final = "control"
+
+#: What a route asks for; FastAPI resolves this alias from the module's globals.
+UpClient = Annotated[httpx.AsyncClient, httpool.client("up")]
+
+
+def _httpool_app(upstream: str) -> FastAPI:
+    app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream)))
+
+    @app.get("/proxy")
+    async def proxy(up: UpClient) -> Any:
+        response = await up.get("/embed")
+        response.raise_for_status()
+        return response.json()
+
+    return app
+
+
+def _shared_httpx_app(upstream: str, *, aiohttp_transport: bool) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if aiohttp_transport:
+            from httpx_aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport(limits=LIMITS)
+            client = httpx.AsyncClient(base_url=upstream, transport=transport)
+        else:
+            client = httpx.AsyncClient(base_url=upstream)
+        async with client:
+            app.state.client = client
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/proxy")
+    async def proxy(request: Request) -> Any:
+        client: httpx.AsyncClient = request.app.state.client
+        response = await client.get("/embed")
+        response.raise_for_status()
+        return response.json()
+
+    return app
+
+
+def _aiohttp_app(upstream: str) -> FastAPI:
+    import aiohttp
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(
+            limit=LIMITS.max_connections or 0, keepalive_timeout=LIMITS.keepalive_expiry or 0
+        )
+        async with aiohttp.ClientSession(upstream, connector=connector) as session:
+            app.state.session = session
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/proxy")
+    async def proxy(request: Request) -> Any:
+        session: aiohttp.ClientSession = request.app.state.session
+        async with session.get("embed") as response:
+            response.raise_for_status()
+            return await response.json()
+
+    return app
+
+
+def _control_app() -> FastAPI:
+    import json
+
+    from .upstream import BODY
+
+    payload = json.loads(BODY)
+    app = FastAPI()
+
+    @app.get("/proxy")
+    async def proxy() -> Any:
+        return payload
+
+    return app
+
+
+def create_app() -> FastAPI:
+    """The app for ``$BENCH_VARIANT`` against ``$BENCH_UPSTREAM`` (a URL ending in ``/``)."""
+    variant = os.environ["BENCH_VARIANT"]
+    upstream = os.environ["BENCH_UPSTREAM"]
+    if variant == "httpool":
+        return _httpool_app(upstream)
+    if variant in {"naive", "httpx-aiohttp"}:
+        return _shared_httpx_app(upstream, aiohttp_transport=variant == "httpx-aiohttp")
+    if variant == "aiohttp":
+        return _aiohttp_app(upstream)
+    if variant == CONTROL:
+        return _control_app()
+    raise ValueError(f"unknown variant {variant!r}; known: {', '.join((*E2E_VARIANTS, CONTROL))}")
