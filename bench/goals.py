@@ -89,6 +89,25 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         if control:
             goal["detail"] += f"; the control app (no upstream call): {control['errors']} errors"
         goals.append(goal)
+    client = results.get("client") or []
+    for upstream in sorted({r["upstream"] for r in client}):
+        rows = [
+            r
+            for r in client
+            if r["upstream"] == upstream and r["variant"] == "httpool" and r["concurrency"] >= 10
+        ]
+        if len(rows) < 2:
+            continue
+        low, high = min(r["rps"] for r in rows), max(r["rps"] for r in rows)
+        goals.append(
+            _goal(
+                f"client {upstream}: httpool flat within 10% from c=10 to c=200 (min / max)",
+                ratio(low, high),
+                0.9,
+                "",
+                ", ".join(f"c={r['concurrency']}: {r['rps']:.0f}" for r in rows),
+            )
+        )
     for row in results.get("connections") or []:
         if row["variant"] != "httpool":
             continue
