@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff format --check
 
 typecheck: install
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests/typing
 
 pytest: install
 	$(BIN)/pytest --cov --cov-report=term
