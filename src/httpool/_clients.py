@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from contextvars import ContextVar
 from typing import Any
 
+import anyio
 import httpx
 
 from ._config import Provider, origin_of
@@ -57,10 +59,29 @@ def _key(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, port)
 
 
-#: The streamed responses opened while handling one request, set by the dependency.
-request_streams: ContextVar[list[httpx.Response] | None] = ContextVar(
+#: The exit stack of the request being handled, set by the dependency: a streamed
+#: response opened during the request gets a clean-up on it (run after the response).
+request_streams: ContextVar[AsyncExitStack | None] = ContextVar(
     "httpool_request_streams", default=None
 )
+_URL_CACHE_SIZE = 256  # merged URLs kept per client, for string URLs
+
+
+async def _close_left_open(response: httpx.Response) -> None:
+    """Close a streamed response that the request which opened it left open."""
+    if not response.is_closed:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+
+
+class _Cookies(httpx.Cookies):
+    """httpx's cookie store, which skips the cookie parsing when a response sets none."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        for name, _ in response.headers.raw:
+            if name.lower().startswith(b"set-cookie"):  # Set-Cookie or Set-Cookie2
+                super().extract_cookies(response)
+                return
 
 
 class _CountedStream(httpx.AsyncByteStream):
@@ -94,6 +115,31 @@ class ProviderClient(httpx.AsyncClient):
         self.active = 0
         self.refuse_new = False
         self._guard = _OriginGuard(provider)
+        self._cookies = _Cookies(self._cookies.jar)
+        self._urls: dict[str, httpx.URL] = {}
+        self._urls_base = self._base_url
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._cookies = _Cookies(cookies)
+
+    def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
+        """httpx's merge with the base URL, remembered for string URLs (parsing costs)."""
+        if not isinstance(url, str):
+            return super()._merge_url(url)
+        if self._urls_base is not self._base_url:  # the base URL was changed
+            self._urls.clear()
+            self._urls_base = self._base_url
+        merged = self._urls.get(url)
+        if merged is None:
+            merged = super()._merge_url(url)
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[url] = merged
+        return merged
 
     async def send(
         self, request: httpx.Request, *, stream: bool = False, **kwargs: Any
@@ -116,9 +162,9 @@ class ProviderClient(httpx.AsyncClient):
             self.active -= 1
             return response
         response.stream = _CountedStream(response.stream, self)  # type: ignore[arg-type]
-        opened = request_streams.get()
-        if opened is not None:
-            opened.append(response)
+        stack = request_streams.get()
+        if stack is not None:
+            stack.push_async_callback(_close_left_open, response)
         return response
 
     def _redirect_headers(

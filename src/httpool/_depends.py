@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -44,20 +43,15 @@ class AsyncClientDependency(ProviderDependency):
 
     __slots__ = ()
 
-    async def __call__(self, connection: HTTPConnection) -> AsyncIterator[httpx.AsyncClient]:
-        client = get_pool(connection).client(self.name)
-        opened: list[httpx.Response] = []
-        token = request_streams.set(opened)
-        try:
-            yield client
-        finally:
-            # FastAPI runs this after the response was sent: close what the route left
-            # open (a streamed response it never closed), so no connection slot leaks.
-            for response in opened:
-                if not response.is_closed:
-                    await response.aclose()
-            with contextlib.suppress(ValueError):  # reset from another context
-                request_streams.reset(token)
+    async def __call__(self, connection: HTTPConnection) -> httpx.AsyncClient:
+        # A plain dependency (a yield one costs a context manager and a cancel scope per
+        # request): it only hands the request's exit stack to the client, which puts a
+        # clean-up on it when a streamed response is actually opened.
+        scope = connection.scope
+        stack = scope.get("fastapi_inner_astack") or scope.get("fastapi_astack")
+        if stack is not None:
+            request_streams.set(stack)
+        return get_pool(connection).client(self.name)
 
 
 class SyncClientDependency(ProviderDependency):

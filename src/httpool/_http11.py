@@ -1,20 +1,17 @@
-"""The wire: an asyncio network backend for httpcore, and a fast HTTP/1.1 connection.
+"""A fast HTTP/1.1 connection: send an `httpx.Request`, parse the response with httptools.
 
-`AsyncioBackend` gives httpcore-compatible streams on plain asyncio transports (no
-per-read cancel scopes); a server's close is seen by the protocol, so the stale check
-needs no system call. `HTTP11Connection` speaks HTTP/1.1 over any such stream with
-httptools (llhttp) parsing the responses; HTTP/2 stays with httpcore.
+`HTTP11Connection` speaks HTTP/1.1 over any httpcore network stream (see
+`_asyncio_backend`) with httptools (llhttp) parsing the responses; HTTP/2 stays with
+httpcore.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpcore
@@ -27,200 +24,12 @@ except ImportError:  # pragma: no cover - a dependency; without it httpcore's h1
 else:
     HTTPTOOLS = True
 
-__all__ = ["HTTPTOOLS", "AsyncioBackend", "HTTP11Connection"]
+__all__ = ["HTTPTOOLS", "HTTP11Connection"]
 
-HIGH_WATER = 256 * 1024  # pause reading when this much is buffered
 READ_SIZE = 64 * 1024
 NEW, ACTIVE, IDLE, CLOSED = range(4)
 NO_BODY = frozenset({204, 304})
 TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # a method or header name (RFC 9110)
-
-
-def _wake(future: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
-    if future is not None and not future.done():
-        if exc is None:
-            future.set_result(None)
-        else:
-            future.set_exception(exc)
-
-
-class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.transport: Any = None
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
-        self.eof = False
-        self.error: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.drainer: asyncio.Future[None] | None = None
-        self.reading_paused = self.writing_paused = self.aborted = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.size += len(data)
-        if self.size > HIGH_WATER and not self.reading_paused:
-            self.reading_paused = True
-            self.transport.pause_reading()
-        _wake(self.waiter)
-
-    def eof_received(self) -> None:
-        self.eof = True
-        _wake(self.waiter)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.eof = True
-        self.error = exc
-        _wake(self.waiter)
-        _wake(self.drainer, httpcore.WriteError(str(exc or "connection closed")))
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        _wake(self.drainer)
-
-
-def _timed_out(future: asyncio.Future[None], exc: type[Exception]) -> None:
-    _wake(future, exc())
-
-
-class _Stream(httpcore.AsyncNetworkStream):
-    """An httpcore network stream over an asyncio transport and `_Protocol`."""
-
-    def __init__(self, protocol: _Protocol) -> None:
-        self._protocol = protocol
-        self._loop = asyncio.get_running_loop()
-
-    async def _wait(self, future: asyncio.Future[None], seconds: float | None, exc: Any) -> None:
-        if seconds is None:
-            await future
-            return
-        timer = self._loop.call_later(seconds, _timed_out, future, exc)
-        try:
-            await future
-        finally:
-            timer.cancel()
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        protocol = self._protocol
-        while not protocol.chunks:
-            if protocol.eof:
-                if protocol.error is not None:
-                    raise httpcore.ReadError(str(protocol.error))
-                return b""
-            protocol.waiter = self._loop.create_future()
-            await self._wait(protocol.waiter, timeout, httpcore.ReadTimeout)
-        chunk = protocol.chunks.popleft()
-        if len(chunk) > max_bytes:
-            protocol.chunks.appendleft(chunk[max_bytes:])
-            chunk = chunk[:max_bytes]
-        protocol.size -= len(chunk)
-        if protocol.reading_paused and protocol.size < HIGH_WATER // 4:
-            protocol.reading_paused = False
-            protocol.transport.resume_reading()
-        return chunk
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        protocol = self._protocol
-        if protocol.error is not None or protocol.aborted:
-            msg = "the connection is closed"
-            raise httpcore.WriteError(msg)
-        if not buffer or protocol.eof:
-            return  # as a socket would, until a reset: the next read tells what happened
-        protocol.transport.write(buffer)
-        if protocol.writing_paused:
-            protocol.drainer = self._loop.create_future()
-            await self._wait(protocol.drainer, timeout, httpcore.WriteTimeout)
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close at once (abort: nothing is left to flush on a connection we drop)."""
-        self._protocol.eof = self._protocol.aborted = True
-        self._protocol.transport.abort()
-
-    async def start_tls(
-        self,
-        ssl_context: Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
-        protocol = self._protocol
-        try:
-            async with asyncio.timeout(timeout):
-                transport = await self._loop.start_tls(
-                    protocol.transport, protocol, ssl_context, server_hostname=server_hostname
-                )
-        except TimeoutError:
-            self.close()
-            msg = "TLS handshake timed out"
-            raise httpcore.ConnectTimeout(msg) from None
-        except (OSError, ConnectionError) as exc:  # ssl.SSLError is an OSError
-            self.close()
-            raise httpcore.ConnectError(str(exc)) from exc
-        except BaseException:
-            self.close()
-            raise
-        protocol.transport = transport
-        return self
-
-    def get_extra_info(self, info: str) -> Any:
-        protocol = self._protocol
-        if info == "is_readable":  # an idle connection with data or EOF: the server closed it
-            return bool(protocol.chunks) or protocol.eof
-        if info == "peer_closed":
-            return protocol.eof
-        names = {"client_addr": "sockname", "server_addr": "peername"}
-        return protocol.transport.get_extra_info(names.get(info, info))
-
-
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend on plain asyncio transports."""
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        local = (local_address, 0) if local_address else None
-        connect = loop.create_connection(_Protocol, host, port, local_addr=local)
-        stream = await self._connect(connect, timeout)
-        sock = stream.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return stream
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        return await self._connect(loop.create_unix_connection(_Protocol, path), timeout)
-
-    async def _connect(self, connect: Any, seconds: float | None) -> _Stream:
-        try:
-            async with asyncio.timeout(seconds):
-                _, protocol = await connect
-        except TimeoutError:
-            msg = "timed out while connecting"
-            raise httpcore.ConnectTimeout(msg) from None
-        except (OSError, socket.gaierror) as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return _Stream(protocol)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 class HTTP11Connection:

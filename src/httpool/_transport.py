@@ -1,4 +1,10 @@
-"""`PoolTransport`: httpool's httpx transport, an O(1) connection pool on httpcore."""
+"""`PoolTransport`: httpool's httpx transport, an O(1) connection pool on httpcore.
+
+The data path runs one way: `PoolTransport` (retries, counters, event loop) asks the
+`Pool` (`_connections`, on `_room` and `_slots`) for a connection, which a `Dialer`
+(`_dial`, on `_asyncio_backend`) opens; the exchange itself (`_exchange`) runs on an
+`HTTP11Connection` (`_http11`) or an httpcore HTTP/2 connection.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,24 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Any
 
 import httpcore
 import httpx
 
-from ._connections import Conn, Inner, Pool, TransportClosedError
-from ._http11 import HTTPTOOLS, AsyncioBackend, HTTP11Connection
+from ._connections import Conn, Pool, TransportClosedError
+from ._dial import Dialer, SocketOption
+from ._exchange import (
+    Body,
+    ResponseStream,
+    goaway,
+    map_error,
+    pool_key,
+    response_started,
+    send_core,
+)
+from ._http11 import HTTP11Connection
 
 __all__ = ["PoolTransport"]
 
@@ -22,27 +38,6 @@ logger = logging.getLogger("httpool.transport")
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_ATTEMPTS = 12  # one stale-connection retry, the rest for streams refused by GOAWAY
-
-_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
-    httpcore.PoolTimeout: httpx.PoolTimeout,
-    httpcore.ConnectTimeout: httpx.ConnectTimeout,
-    httpcore.ReadTimeout: httpx.ReadTimeout,
-    httpcore.WriteTimeout: httpx.WriteTimeout,
-    httpcore.TimeoutException: httpx.TimeoutException,
-    httpcore.ConnectError: httpx.ConnectError,
-    httpcore.ReadError: httpx.ReadError,
-    httpcore.WriteError: httpx.WriteError,
-    httpcore.NetworkError: httpx.NetworkError,
-    httpcore.ProxyError: httpx.ProxyError,
-    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
-    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
-    httpcore.LocalProtocolError: httpx.LocalProtocolError,
-    httpcore.ProtocolError: httpx.ProtocolError,
-}
-
-SocketOption = (
-    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
-)
 
 
 def _loop_message(kind: str) -> str:
@@ -107,24 +102,28 @@ class PoolTransport(httpx.AsyncBaseTransport):
         if max_lifetime is not None and max_lifetime <= 0:
             msg = f"max_lifetime must be positive seconds or None, not {max_lifetime!r}"
             raise ValueError(msg)
-        self._ssl = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        self._ssl.set_alpn_protocols(
+        ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+        ssl_context.set_alpn_protocols(
             ["h2"] if not http1 else ["http/1.1", "h2"] if http2 else ["http/1.1"]
         )
-        self._http1, self._http2 = http1, http2
-        self._retries = retries
-        self._local_address = local_address
-        self._uds = uds
-        self._socket_options = list(socket_options) if socket_options is not None else None
         self._retry_post = retry_post
-        self._backend = network_backend if network_backend is not None else AsyncioBackend()
+        dialer = Dialer(
+            ssl_context=ssl_context,
+            http1=http1,
+            retries=retries,
+            local_address=local_address,
+            uds=uds,
+            socket_options=socket_options,
+            network_backend=network_backend,
+            keepalive_expiry=limits.keepalive_expiry,
+        )
         self._pool = Pool(
             max_connections=limits.max_connections,
             max_keepalive=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             max_lifetime=max_lifetime,
             maybe_h2=lambda scheme: http2 and (scheme == b"https" or not http1),
-            opener=self._open,
+            opener=dialer,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
@@ -140,7 +139,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` on a pooled connection and return the streaming response."""
         self._check_loop()
-        key = _key(request)
+        key = pool_key(request)
         timeouts = request.extensions.get("timeout") or {}
         pool_timeout = timeouts.get("pool")
         pool = self._pool
@@ -153,23 +152,23 @@ class PoolTransport(httpx.AsyncBaseTransport):
                     if conn.inner is None:
                         await pool.connect(conn, request)
                     inner = conn.inner
-                    body: _Body
+                    body: Body
                     if isinstance(inner, HTTP11Connection):
                         status, headers, body, extensions = await inner.send(request, timeouts)
                     else:
-                        status, headers, body, extensions = await _send_core(inner, request)
+                        status, headers, body, extensions = await send_core(inner, request)
                 except BaseException as exc:
                     pool.release(conn)
                     if isinstance(exc, httpcore.ConnectionNotAvailable):
                         continue  # HTTP/2 GOAWAY before our stream: try elsewhere
-                    if _goaway(exc) and self._may_retry(request, exc):
+                    if goaway(exc) and self._may_retry(request, exc):
                         self._retried += 1  # the server is shutting the connection down
                         continue
                     # Reused: by an earlier request, or (HTTP/2) by other streams meanwhile.
                     if (
                         not retried
                         and conn.used > 1
-                        and not _response_started(conn.inner)
+                        and not response_started(conn.inner)
                         and self._may_retry(request, exc)
                     ):
                         retried = fresh = True
@@ -181,7 +180,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 return httpx.Response(
                     status_code=status,
                     headers=headers,
-                    stream=_ResponseStream(self, conn, body, request),
+                    stream=ResponseStream(self, conn, body, request),
                     extensions=extensions,
                 )
             msg = "the server refused new streams on every connection tried"
@@ -204,22 +203,15 @@ class PoolTransport(httpx.AsyncBaseTransport):
             return False  # a streamed body cannot be sent again
         if isinstance(exc, httpcore.ReadError | httpcore.WriteError):
             return True
-        return _goaway(exc) or (
+        return goaway(exc) or (
             isinstance(exc, httpcore.RemoteProtocolError) and "disconnected" in str(exc)
         )
 
     def _fail(self, exc: Exception, request: httpx.Request) -> Exception:
         """The httpx exception for `exc`, counted by kind."""
-        if isinstance(exc, httpx.TransportError):
-            mapped: Exception = exc
-        else:
-            for cls in type(exc).__mro__:
-                kind = _ERRORS.get(cls)
-                if kind is not None:
-                    mapped = kind(str(exc) or cls.__name__, request=request)
-                    break
-            else:
-                return exc
+        mapped = map_error(exc, request)
+        if mapped is exc and not isinstance(exc, httpx.TransportError):
+            return exc
         name = type(mapped).__name__
         self._errors[name] = self._errors.get(name, 0) + 1
         return mapped
@@ -245,55 +237,6 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 raise RuntimeError(_loop_message("another event loop"))
         if self._closed:
             raise TransportClosedError
-
-    # -- connecting ----------------------------------------------------------------------
-
-    async def _open(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
-        """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
-        origin = conn.origin.core
-        timeouts = request.extensions.get("timeout") or {}
-        timeout = timeouts.get("connect")
-        host = origin.host.decode("ascii")
-        delay, left = 0.0, self._retries
-        while True:
-            try:
-                if self._uds is None:
-                    stream = await self._backend.connect_tcp(
-                        host,
-                        origin.port,
-                        timeout=timeout,
-                        local_address=self._local_address,
-                        socket_options=self._socket_options,
-                    )
-                else:
-                    stream = await self._backend.connect_unix_socket(
-                        self._uds, timeout=timeout, socket_options=self._socket_options
-                    )
-                break
-            except (httpcore.ConnectError, httpcore.ConnectTimeout):
-                if left <= 0:
-                    raise
-                left -= 1
-                await self._backend.sleep(delay)
-                delay = max(0.5, delay * 2)
-        if origin.scheme == b"https":
-            sni = request.extensions.get("sni_hostname") or host
-            try:
-                stream = await stream.start_tls(self._ssl, server_hostname=sni, timeout=timeout)
-            except BaseException:
-                await stream.aclose()
-                raise
-        conn.stream = stream
-        ssl_object = stream.get_extra_info("ssl_object")
-        is_h2 = not self._http1 or (
-            ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
-        )
-        expiry = self._pool.keepalive_expiry
-        if is_h2:
-            return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
-        if not HTTPTOOLS:  # pragma: no cover
-            return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
-        return HTTP11Connection(stream, expiry), False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -349,101 +292,3 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 if o.open
             },
         }
-
-
-def _response_started(inner: Inner | None) -> bool:
-    """Whether response bytes arrived on an HTTP/1.1 connection (so no retry)."""
-    return isinstance(inner, HTTP11Connection) and inner.response_started
-
-
-def _goaway(exc: BaseException) -> bool:
-    """Whether `exc` is how httpcore and h2 fail a stream on a connection that got GOAWAY."""
-    if isinstance(exc, httpcore.RemoteProtocolError):
-        return "ConnectionTerminated" in str(exc)
-    return isinstance(exc, httpcore.LocalProtocolError) and "ConnectionState.CLOSED" in str(exc)
-
-
-def _key(request: httpx.Request) -> tuple[bytes, bytes, int]:
-    """The pool key of `request`: (scheme, host, port)."""
-    url = request.url
-    scheme = url.raw_scheme
-    if scheme != b"http" and scheme != b"https":  # noqa: PLR1714 (faster than a set)
-        msg = f"Request URL has an unsupported protocol '{url.scheme}://' (use http or https)"
-        raise httpx.UnsupportedProtocol(msg, request=request)
-    if not isinstance(request.stream, httpx.AsyncByteStream):
-        msg = "PoolTransport needs an async request body (use httpx.AsyncClient)"
-        raise TypeError(msg)
-    return scheme, url.raw_host, url.port or (443 if scheme == b"https" else 80)
-
-
-def _to_core(request: httpx.Request) -> httpcore.Request:
-    """The httpcore request for `request`."""
-    url = request.url
-    scheme = url.raw_scheme
-    port = url.port or (443 if scheme == b"https" else 80)
-    return httpcore.Request(
-        method=request.method,
-        url=httpcore.URL(scheme=scheme, host=url.raw_host, port=port, target=url.raw_path),
-        headers=request.headers.raw,
-        content=request.stream,
-        extensions=request.extensions,
-    )
-
-
-async def _send_core(
-    inner: Inner | None, request: httpx.Request
-) -> tuple[int, list[tuple[bytes, bytes]], _Body, dict[str, Any]]:
-    """Send `request` on an httpcore connection (HTTP/2, or HTTP/1.1 without httptools)."""
-    assert isinstance(inner, httpcore.AsyncConnectionInterface)
-    response = await inner.handle_async_request(_to_core(request))
-    body: Any = response.stream
-    return response.status, response.headers, body, dict(response.extensions)
-
-
-class _Body(Protocol):
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
-    async def aclose(self) -> None: ...
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    """A response body that gives its connection back exactly once when closed."""
-
-    def __init__(
-        self, transport: PoolTransport, conn: Conn, body: _Body, request: httpx.Request
-    ) -> None:
-        self._transport = transport
-        self._conn = conn
-        self._body = body
-        self._chunks: AsyncIterator[bytes] | None = None
-        self._request = request
-        self._closed = False
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self._chunks = self._body.__aiter__()
-        return self
-
-    async def __anext__(self) -> bytes:
-        assert self._chunks is not None
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            raise
-        except Exception as exc:
-            mapped = self._transport._fail(exc, self._request)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._body.aclose()
-        except Exception as exc:
-            mapped = self._transport._fail(exc, self._request)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-        finally:
-            self._transport._done(self._conn)

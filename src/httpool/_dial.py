@@ -1,0 +1,91 @@
+"""Opening a connection: connect (with retries), TLS, and HTTP/1.1 or HTTP/2 by ALPN."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+
+import httpcore
+import httpx
+
+from ._asyncio_backend import AsyncioBackend
+from ._http11 import HTTPTOOLS, HTTP11Connection
+from ._slots import Conn, Inner
+
+__all__ = ["Dialer", "SocketOption"]
+
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+
+
+class Dialer:
+    """How a transport opens its connections; the pool calls it for a new slot."""
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        http1: bool,
+        retries: int,
+        local_address: str | None,
+        uds: str | None,
+        socket_options: Iterable[SocketOption] | None,
+        network_backend: httpcore.AsyncNetworkBackend | None,
+        keepalive_expiry: float | None,
+    ) -> None:
+        self._ssl = ssl_context
+        self._http1 = http1
+        self._retries = retries
+        self._local_address = local_address
+        self._uds = uds
+        self._socket_options = list(socket_options) if socket_options is not None else None
+        self._backend = network_backend if network_backend is not None else AsyncioBackend()
+        self._expiry = keepalive_expiry
+
+    async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
+        """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
+        origin = conn.origin.core
+        timeouts = request.extensions.get("timeout") or {}
+        timeout = timeouts.get("connect")
+        host = origin.host.decode("ascii")
+        delay, left = 0.0, self._retries
+        while True:
+            try:
+                if self._uds is None:
+                    stream = await self._backend.connect_tcp(
+                        host,
+                        origin.port,
+                        timeout=timeout,
+                        local_address=self._local_address,
+                        socket_options=self._socket_options,
+                    )
+                else:
+                    stream = await self._backend.connect_unix_socket(
+                        self._uds, timeout=timeout, socket_options=self._socket_options
+                    )
+                break
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                if left <= 0:
+                    raise
+                left -= 1
+                await self._backend.sleep(delay)
+                delay = max(0.5, delay * 2)
+        if origin.scheme == b"https":
+            sni = request.extensions.get("sni_hostname") or host
+            try:
+                stream = await stream.start_tls(self._ssl, server_hostname=sni, timeout=timeout)
+            except BaseException:
+                await stream.aclose()
+                raise
+        conn.stream = stream
+        ssl_object = stream.get_extra_info("ssl_object")
+        is_h2 = not self._http1 or (
+            ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
+        )
+        expiry = self._expiry
+        if is_h2:
+            return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
+        if not HTTPTOOLS:  # pragma: no cover
+            return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
+        return HTTP11Connection(stream, expiry), False
