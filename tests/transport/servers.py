@@ -178,28 +178,17 @@ RAW_RESPONSES: dict[str, tuple[bytes, bool]] = {
 }
 
 
-class RawHTTPServer:
-    """An asyncio HTTP/1.1 server on the test's loop that counts connections.
-
-    Knobs: `close_after` (close the connection after N responses, without saying so),
-    `drop_after` (after N responses read the next request and close without answering),
-    `idle_close` (close a connection idle this long). Paths: `/`, `/slow?d=`,
-    `/bytes?n=` (a Content-Length body), `/chunked?n=&size=`, `/reset` (headers, some
-    body, then a TCP reset), `/status?code=`, `/echo` (the request body's length), and
-    the literal responses of `RAW_RESPONSES`.
-    """
+class _LoopbackServer:
+    """An asyncio server on 127.0.0.1 that counts the connections it accepts and holds."""
 
     def __init__(self) -> None:
-        self.close_after: int | None = None
-        self.drop_after: int | None = None
-        self.idle_close: float | None = None
         self.accepted = 0
         self.open = 0
         self.max_open = 0
-        self.requests = 0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -218,15 +207,46 @@ class RawHTTPServer:
         """Stop listening and drop every connection."""
         assert self._server is not None
         self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
         for writer in list(self._writers):
             writer.transport.abort()
         await self._server.wait_closed()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         self.open += 1
         self.max_open = max(self.max_open, self.open)
         self._writers.add(writer)
+
+    def _gone(self, writer: asyncio.StreamWriter) -> None:
+        self.open -= 1
+        self._writers.discard(writer)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection; each server says how."""
+
+
+class RawHTTPServer(_LoopbackServer):
+    """An asyncio HTTP/1.1 server on the test's loop that counts connections.
+
+    Knobs: `close_after` (close the connection after N responses, without saying so),
+    `drop_after` (after N responses read the next request and close without answering),
+    `idle_close` (close a connection idle this long). Paths: `/`, `/slow?d=`,
+    `/bytes?n=` (a Content-Length body), `/chunked?n=&size=`, `/reset` (headers, some
+    body, then a TCP reset), `/status?code=`, `/echo` (the request body's length), and
+    the literal responses of `RAW_RESPONSES`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.close_after: int | None = None
+        self.drop_after: int | None = None
+        self.idle_close: float | None = None
+        self.requests = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._accept(writer)
         served = 0
         try:
             while True:
@@ -243,8 +263,7 @@ class RawHTTPServer:
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             return
         finally:
-            self.open -= 1
-            self._writers.discard(writer)
+            self._gone(writer)
             writer.close()
 
     async def _read_request(
@@ -323,7 +342,7 @@ class RawHTTPServer:
 # -- a raw HTTP/2 server (prior knowledge, plain TCP) with stream limits and GOAWAY ----------
 
 
-class RawH2Server:
+class RawH2Server(_LoopbackServer):
     """An h2-library server on the test's loop: `max_streams`, `delay`, `goaway_after`.
 
     With `goaway_after=N` a connection answers N streams, then sends a graceful GOAWAY
@@ -334,49 +353,20 @@ class RawH2Server:
     def __init__(
         self, *, max_streams: int = 100, delay: float = 0.0, goaway_after: int | None = None
     ) -> None:
+        super().__init__()
         self.max_streams = max_streams
         self.delay = delay
         self.goaway_after = goaway_after
-        self.accepted = 0
-        self.open = 0
-        self.max_open = 0
         self.max_concurrent = 0
         self.answered = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        """The server's base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        """Listen on a free port of 127.0.0.1."""
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
 
     def drop_connections(self) -> None:
         """Close every connection from the server side (a FIN, no GOAWAY)."""
         for writer in list(self._writers):
             writer.close()
 
-    async def aclose(self) -> None:
-        """Stop listening and drop every connection."""
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        await self._server.wait_closed()
-
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self.open += 1
-        self.max_open = max(self.max_open, self.open)
-        self._writers.add(writer)
+        self._accept(writer)
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         conn = h2.connection.H2Connection(config=config)
         conn.local_settings = h2.settings.Settings(
@@ -401,8 +391,7 @@ class RawH2Server:
         except (ConnectionError, h2.exceptions.ProtocolError):
             return
         finally:
-            self.open -= 1
-            self._writers.discard(writer)
+            self._gone(writer)
             writer.transport.abort()
 
     def _start(
