@@ -76,20 +76,16 @@ def metric_families(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
             {"transport": str(entry.get("transport", "")), "http2": str(bool(entry.get("http2")))},
         )
     yield info
-    for key, metric, text in GAUGES:
-        gauge = GaugeMetricFamily(metric, text, labels=["provider"])
+    families: list[tuple[type[GaugeMetricFamily | CounterMetricFamily], tuple[str, str, str]]]
+    families = [(GaugeMetricFamily, row) for row in GAUGES]
+    families += [(CounterMetricFamily, row) for row in COUNTERS]
+    for family, (key, metric, text) in families:
+        per_provider = family(metric, text, labels=["provider"])
         for name, entry in stats.items():
             value = _number(entry.get(key))
             if value is not None:
-                gauge.add_metric([name], value)
-        yield gauge
-    for key, metric, text in COUNTERS:
-        counter = CounterMetricFamily(metric, text, labels=["provider"])
-        for name, entry in stats.items():
-            value = _number(entry.get(key))
-            if value is not None:
-                counter.add_metric([name], value)
-        yield counter
+                per_provider.add_metric([name], value)
+        yield per_provider
     errors = CounterMetricFamily(
         "httpool_errors", "Failed requests, by httpx exception class.", labels=["provider", "kind"]
     )
