@@ -52,19 +52,9 @@ class Pool(Room):
     def _take(self, origin: Origin) -> Conn | None:
         """The origin's usable HTTP/2 connection or most recent idle one, or None."""
         now = time.monotonic()
-        lifetime = self.max_lifetime
         while origin.ready:
             conn = next(iter(origin.ready))
-            inner = conn.inner
-            assert inner is not None
-            if (
-                inner.is_available()
-                and (lifetime is None or now - conn.born <= lifetime)
-                and not (
-                    conn.streams == 0
-                    and (inner.has_expired() or conn.stream.get_extra_info("peer_closed"))
-                )
-            ):
+            if self.usable(conn, now):
                 self._hand_h2(conn)
                 return conn
             del origin.ready[conn]
@@ -73,21 +63,38 @@ class Pool(Room):
         while origin.idle:
             conn = origin.idle.pop()
             self._unidle(conn)
-            inner = conn.inner
-            assert inner is not None
-            if (  # the readability check (a server-side close) happens in has_expired
-                not inner.has_expired()
-                and inner.is_available()
-                and (lifetime is None or now - conn.born <= lifetime)
-            ):
+            if self.usable(conn, now):
                 conn.streams = 1
                 conn.used += 1
                 return conn
             self._drop(conn)
         return None
 
+    def usable(self, conn: Conn, now: float) -> bool:
+        """Whether `conn` may be handed out: the one check before every hand-out.
+
+        The connection must be open and reusable by its own account, within
+        `max_lifetime`, and not closed by the server. An idle one must also be within
+        its keep-alive expiry, and an HTTP/1.1 one must have nothing buffered or
+        readable: bytes after a complete response are not the next response.
+        """
+        inner = conn.inner
+        if inner is None or not inner.is_available():
+            return False
+        lifetime = self.max_lifetime
+        if lifetime is not None and now - conn.born > lifetime:
+            return False
+        stream = conn.stream
+        if conn.h2:  # frames may arrive at any time; only the server's close counts
+            if stream is not None and stream.get_extra_info("peer_closed"):
+                return False
+            return conn.streams > 0 or not inner.has_expired()
+        if inner.has_expired():
+            return False
+        return stream is None or not stream.get_extra_info("is_readable")
+
     def _hand_h2(self, conn: Conn) -> None:
-        if conn.streams == 0:
+        if conn.streams == 0 and conn in self.lru:
             self._unidle(conn)
         conn.streams += 1
         conn.used += 1
@@ -144,7 +151,7 @@ class Pool(Room):
         self.connecting -= 1
         self.opened += 1
         origin.open += 1
-        if is_h2:
+        if is_h2 and self.usable(conn, time.monotonic()):
             origin.ready[conn] = None
             self._offer_h2(conn)
         if conn.maybe_h2:
@@ -168,13 +175,10 @@ class Pool(Room):
             return
         origin = conn.origin
         now = time.monotonic()
-        # An HTTP/1.1 connection is available only if its response was read to the end.
-        if not inner.is_available() or (
-            self.max_lifetime is not None and now - conn.born > self.max_lifetime
-        ):
+        if not self.usable(conn, now):  # closed, dirty, expired or too old: never reused
             origin.ready.pop(conn, None)
             if conn.streams == 0:
-                self._retire(conn)
+                self._retire(conn)  # its room goes to the waiters: a fresh connection
             return
         if not conn.h2:
             while origin.waiters:
@@ -202,7 +206,8 @@ class Pool(Room):
         self._sweep(now)
 
     def _offer_h2(self, conn: Conn) -> None:
-        """Hand an HTTP/2 connection's free streams to the origin's waiters."""
+        """Hand an HTTP/2 connection's free streams to the origin's waiters (the caller
+        has just found it `usable`)."""
         origin = conn.origin
         while origin.waiters and conn in origin.ready:
             waiter = next(iter(origin.waiters))
