@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -108,21 +109,67 @@ def redact_url(url: object) -> str:
     return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 
 
+#: hpack's DEBUG messages (their format strings) and which of their arguments is an
+#: encoded header block, a header value, or a header. In any other record of those
+#: loggers every bytes argument is replaced by its length.
+_BLOCK, _VALUE, _HEADER = range(3)
+_HPACK_ARGS: Final[dict[str, dict[int, int]]] = {
+    "Encoded header block to %s": {0: _BLOCK},
+    "Decoding %s": {0: _BLOCK},
+    "Adding %s=%s to the header table, sensitive:%s, huffman:%s": {1: _VALUE},
+    "Evicting %s: %s from the header table": {1: _VALUE},
+    "Decoded %s, consumed %d": {0: _HEADER},
+    "Decoded %s, total consumed %d bytes, indexed %s": {0: _HEADER},
+}
+_PAIR = 2
+
+
+def _hidden(value: object, kind: int = _BLOCK) -> object:
+    """`value` without what could carry a credential: a header block becomes its length,
+    a header value `***`, a `(name, value)` header keeps its name."""
+    if kind == _VALUE:
+        return MASK
+    if isinstance(value, tuple) and len(value) == _PAIR and isinstance(value[0], bytes | str):
+        name = value[0].decode("latin-1") if isinstance(value[0], bytes) else value[0]
+        return f"({name!r}, {MASK!r})"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, list | tuple):
+        return [_hidden(item) for item in value]
+    return value
+
+
 class RedactingFilter(logging.Filter):
-    """Mask `Secret` values in records of libraries that log header values (hpack)."""
+    """Hide header values and header blocks in the records of the HTTP/2 stack.
+
+    hpack logs every header it encodes or decodes at DEBUG, as text and as the encoded
+    block (Huffman-coded bytes that a decoder turns back into the credential). In the
+    records of those loggers every header value becomes `***` and every block (any
+    bytes) its length; header names stay. Known `Secret` values are masked in the rest.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _registry._pattern is None:
-            return True
-        message = record.getMessage()
-        redacted = _registry.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        args = record.args
+        if isinstance(args, tuple) and args:
+            known = _HPACK_ARGS.get(record.msg) if isinstance(record.msg, str) else None
+            if known is None:
+                record.args = tuple(_hidden(arg) for arg in args)
+            else:
+                record.args = tuple(
+                    _hidden(arg, known[i]) if i in known else arg for i, arg in enumerate(args)
+                )
+        elif isinstance(args, Mapping) and args:
+            record.args = {key: _hidden(value) for key, value in args.items()}
+        if _registry._pattern is not None:
+            message = record.getMessage()
+            redacted = _registry.redact(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
         return True
 
 
-#: Loggers of the HTTP stack that log raw header values at DEBUG.
-_HEADER_LOGGERS = ("hpack.hpack", "hpack.table", "h2.connection", "httpcore.http2")
+#: Loggers of the HTTP stack that log header values or header blocks at DEBUG.
+_HEADER_LOGGERS = ("hpack.hpack", "hpack.table", "hpack", "h2.connection", "h2.stream", "h2")
 _filter = RedactingFilter()
 
 
