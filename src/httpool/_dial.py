@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterable
 
@@ -11,6 +12,8 @@ import httpx
 from ._asyncio_backend import AsyncioBackend
 from ._http11 import HTTPTOOLS, HTTP11Connection
 from ._slots import Conn, Inner
+
+logger = logging.getLogger("httpool.transport")
 
 __all__ = ["Dialer", "SocketOption"]
 
@@ -33,6 +36,8 @@ class Dialer:
         socket_options: Iterable[SocketOption] | None,
         network_backend: httpcore.AsyncNetworkBackend | None,
         keepalive_expiry: float | None,
+        given_context: bool = False,
+        http2: bool = False,
     ) -> None:
         self._ssl = ssl_context
         self._http1 = http1
@@ -42,6 +47,8 @@ class Dialer:
         self._socket_options = list(socket_options) if socket_options is not None else None
         self._backend = network_backend if network_backend is not None else AsyncioBackend()
         self._expiry = keepalive_expiry
+        self._alpn_check = given_context and http1  # the caller's context decides ALPN
+        self._http2 = http2
 
     async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
         """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
@@ -80,12 +87,29 @@ class Dialer:
                 raise
         conn.stream = stream
         ssl_object = stream.get_extra_info("ssl_object")
-        is_h2 = not self._http1 or (
-            ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
-        )
+        selected = None if ssl_object is None else ssl_object.selected_alpn_protocol()
+        is_h2 = not self._http1 or selected == "h2"
+        if self._alpn_check and ssl_object is not None and is_h2 != self._http2:
+            self._alpn_check = False
+            _alpn_warning(conn, self._http2)
         expiry = self._expiry
         if is_h2:
             return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
         if not HTTPTOOLS:  # pragma: no cover
             return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
         return HTTP11Connection(stream, expiry), False
+
+
+def _alpn_warning(conn: Conn, http2: bool) -> None:
+    """Say once why a connection on the caller's own SSL context speaks another version."""
+    if http2:
+        said = "http2=True, but the server chose no HTTP/2 by ALPN: this connection speaks"
+        said += " HTTP/1.1. If the server speaks HTTP/2, offer it on the ssl.SSLContext"
+        said += ' given as verify: context.set_alpn_protocols(["h2", "http/1.1"])'
+    else:
+        said = "http2=False, but the ssl.SSLContext given as verify offers HTTP/2 by ALPN"
+        said += " and the server chose it: this connection speaks HTTP/2. Offer only"
+        said += ' HTTP/1.1 on that context (context.set_alpn_protocols(["http/1.1"]))'
+    logger.warning(
+        "%s to %s (httpool never changes a context it is given)", said, conn.origin.label
+    )

@@ -49,6 +49,33 @@ def _loop_message(kind: str) -> str:
     )
 
 
+def _ssl_context(
+    verify: ssl.SSLContext | str | bool, cert: Any, trust_env: bool, *, http1: bool, http2: bool
+) -> ssl.SSLContext:
+    """The TLS context: the caller's own, unchanged, or a new one offering our protocols.
+
+    A context the caller gives is never changed (it may be shared with other clients, and
+    a context cannot be copied faithfully: its client certificate and CA directories are
+    not readable), so the protocols it offers by ALPN are the caller's, and the protocol
+    the server picks decides between HTTP/1.1 and HTTP/2. A context httpool makes offers
+    HTTP/1.1 and/or HTTP/2 as asked.
+    """
+    if isinstance(verify, ssl.SSLContext):
+        if cert is not None:
+            msg = (
+                "PoolTransport(cert=..., verify=<ssl.SSLContext>): httpool never changes a "
+                "context it is given; load the client certificate into that context "
+                "(context.load_cert_chain(...)) and leave cert unset"
+            )
+            raise ValueError(msg)
+        return verify
+    context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+    context.set_alpn_protocols(
+        ["h2"] if not http1 else ["http/1.1", "h2"] if http2 else ["http/1.1"]
+    )
+    return context
+
+
 class PoolTransport(httpx.AsyncBaseTransport):
     """An `httpx.AsyncBaseTransport` whose connection pool hands out connections in O(1).
 
@@ -61,7 +88,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
     Arguments:
         verify: TLS verification as in httpx: `True`, a CA bundle path, `False`, or an
-            `ssl.SSLContext`.
+            `ssl.SSLContext`. A context given here is never changed: it offers the
+            protocols its owner set by ALPN (`context.set_alpn_protocols(["h2",
+            "http/1.1"])` for HTTP/2), and the server's choice decides the protocol.
         cert: a client certificate, as in httpx (deprecated there; prefer `verify`).
         trust_env: read `SSL_CERT_FILE` / `SSL_CERT_DIR` for the default context.
         http1: offer HTTP/1.1.
@@ -102,10 +131,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         if max_lifetime is not None and max_lifetime <= 0:
             msg = f"max_lifetime must be positive seconds or None, not {max_lifetime!r}"
             raise ValueError(msg)
-        ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        ssl_context.set_alpn_protocols(
-            ["h2"] if not http1 else ["http/1.1", "h2"] if http2 else ["http/1.1"]
-        )
+        ssl_context = _ssl_context(verify, cert, trust_env, http1=http1, http2=http2)
         self._retry_post = retry_post
         dialer = Dialer(
             ssl_context=ssl_context,
@@ -116,6 +142,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
             socket_options=socket_options,
             network_backend=network_backend,
             keepalive_expiry=limits.keepalive_expiry,
+            given_context=ssl_context is verify,
+            http2=http2,
         )
         self._pool = Pool(
             max_connections=limits.max_connections,

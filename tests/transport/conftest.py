@@ -77,10 +77,11 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"ca": ca, "cert": str(cert_file), "key": str(key_file)}
 
 
-def client_context(tls: dict[str, Any]) -> ssl.SSLContext:
-    """An SSL context that trusts the test CA."""
+def client_context(tls: dict[str, Any], alpn: list[str] | None = None) -> ssl.SSLContext:
+    """An SSL context that trusts the test CA and offers `alpn` (HTTP/2 and HTTP/1.1)."""
     context = ssl.create_default_context()
     tls["ca"].configure_trust(context)
+    context.set_alpn_protocols(["h2", "http/1.1"] if alpn is None else alpn)
     return context
 
 
