@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
@@ -166,3 +167,79 @@ def test_verify_false_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     warnings = [r for r in caplog.records if "verification is off" in r.getMessage()]
     assert len(warnings) == 1
     assert warnings[0].provider == "insecure-one"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [f"Bearer {KEY}é", f"Bearer {KEY}\u2028", f"Bearer {KEY}\x7f", f"Bearer {KEY}\x01"],
+    ids=["non-ASCII", "unicode line separator", "DEL", "control"],
+)
+@pytest.mark.parametrize("secret", [True, False], ids=["Secret", "str"])
+def test_header_value_outside_printable_ascii_is_refused_without_echo(
+    value: str, secret: bool
+) -> None:
+    """A header value httpx could not send (non-ASCII) or a control character is refused
+    when the Provider is made, naming the field and header, never the value."""
+    with pytest.raises(httpool.ConfigError) as info:
+        httpool.Provider(
+            "p",
+            base_url="http://x",
+            headers={"Authorization": httpool.Secret(value) if secret else value},
+        )
+    message = str(info.value)
+    assert message.startswith("Provider('p').headers: ")
+    assert "'Authorization'" in message
+    assert KEY not in message
+    assert KEY not in repr(info.value)
+    assert info.value.__cause__ is None
+
+
+def test_tab_and_visible_ascii_are_accepted() -> None:
+    """A tab and every visible ASCII character are valid in a header value."""
+    visible = "".join(chr(c) for c in range(0x20, 0x7F))
+    p = httpool.Provider("p", base_url="http://x", headers={"X-All": f"a\t{visible}"})
+    assert p.headers["X-All"] == f"a\t{visible}"
+
+
+def test_missing_ca_path_is_refused_without_echo(tmp_path: Path) -> None:
+    """verify= a CA path that does not exist fails when the Provider is made."""
+    missing = tmp_path / f"{KEY}.pem"
+    with pytest.raises(httpool.ConfigError) as info:
+        httpool.Provider("p", base_url="https://x", verify=str(missing))
+    message = str(info.value)
+    assert message.startswith("Provider('p').verify: ")
+    assert "does not exist" in message
+    assert KEY not in message
+    with pytest.raises(httpool.ConfigError, match="verify"):
+        httpool.Provider("p", base_url="https://x", verify="")
+
+
+def test_existing_ca_path_is_accepted(tmp_path: Path) -> None:
+    """An existing CA file or directory passes."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    assert httpool.Provider("p", base_url="https://x", verify=str(bundle)).verify == str(bundle)
+    assert httpool.Provider("p", base_url="https://x", verify=str(tmp_path)).verify == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"base_url": f"https://api.example.com:{KEY}"}, "base_url"),
+        ({"base_url": f"https://api.example.com:{KEY}/v1"}, "base_url"),
+        ({"timeout": KEY}, "timeout"),
+        ({"http2": KEY}, "http2"),
+        ({"warmup": KEY}, "warmup"),
+        ({"transport": KEY}, "transport"),
+        ({"allowed_origins": [f"ftp://{KEY}:x"]}, "allowed_origins"),
+        ({"allowed_origins": [f"https://host:{KEY}"]}, "allowed_origins"),
+    ],
+)
+def test_config_error_never_echoes_a_value(kwargs: dict[str, object], field: str) -> None:
+    """A value in the wrong place (a key pasted as a port, a flag or a timeout) is named by
+    its field and never shown."""
+    with pytest.raises(httpool.ConfigError) as info:
+        httpool.Provider("p", **({"base_url": "https://x"} | kwargs))  # type: ignore[arg-type]
+    assert f".{field}" in str(info.value)
+    assert KEY not in str(info.value)
+    assert KEY not in repr(info.value)

@@ -327,3 +327,36 @@ async def test_closed_streamed_response_is_not_counted_in_flight() -> None:
         assert client.active == 0  # type: ignore[attr-defined]
         started = time.monotonic()
     assert time.monotonic() - started < 1.0
+
+
+async def test_failed_opening_is_rolled_back_and_can_open_again() -> None:
+    """A client that cannot be made leaves the pool as it was (not OPEN), closes the clients
+    already made, and the pool opens once the cause is fixed."""
+    made = SlowCloseTransport()
+    broken = {"now": True}
+
+    def factory() -> httpx.AsyncBaseTransport:
+        if broken["now"]:
+            raise RuntimeError("the transport cannot be made yet")
+        return httpx.MockTransport(lambda request: httpx.Response(204))
+
+    pool = httpool.ClientPool(
+        httpool.Provider("first", base_url="http://127.0.0.1:9", transport=mock(made)),
+        httpool.Provider("second", base_url="http://127.0.0.1:9", transport=factory),
+    )
+    with pytest.raises(RuntimeError, match="cannot be made yet"):
+        await pool.open()
+    assert pool.state is httpool.PoolState.UNOPENED
+    assert made.closed  # the client made before the failure was closed
+    assert not pool.has_client("first")
+    with pytest.raises(httpool.PoolClosedError):
+        pool.client("first")
+    broken["now"] = False
+    async with pool:
+        assert pool.state is httpool.PoolState.OPEN
+        assert (await pool.client("second").get("/")).status_code == 204
+    assert pool.state is httpool.PoolState.CLOSED
+    broken["now"] = True
+    with pytest.raises(RuntimeError):
+        await pool.open()
+    assert pool.state is httpool.PoolState.CLOSED  # as it was before this opening

@@ -82,6 +82,7 @@ class ClientPool:
         self._transports: dict[str, httpx.AsyncBaseTransport] = {}
         self._built: dict[str, Provider] = {}
         self._sync_clients: dict[str, httpx.Client] = {}
+        self._made_before_failure: dict[str, httpx.AsyncClient] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -99,18 +100,37 @@ class ClientPool:
             msg = f"ClientPool.open(): the pool is already {self._state.value}"
             raise RuntimeError(msg)
         install_log_redaction()
-        with self._lock:
-            self._clients, self._transports, self._built = {}, {}, {}
-            self._sync_clients = {}
-            self._state = PoolState.OPEN
-            for provider in self._providers.values():
-                self._create(provider)
+        try:
+            self._make_clients()
+        except BaseException:
+            # A client could not be made: the pool is as it was; close the ones made.
+            await close_clients(self._made_before_failure, {}, self._close_timeout)
+            self._made_before_failure = {}
+            raise
         try:
             await warm_up(self._providers, self._clients)
         except BaseException:
             await self.aclose()
             raise
         logger.debug("httpool pool open: %s", ", ".join(self._providers))
+
+    def _make_clients(self) -> None:
+        """Make every registered provider's client and open the pool; on failure leave
+        the pool in its state before (it can open again) and the clients made so far in
+        `_made_before_failure`."""
+        with self._lock:
+            before = self._state
+            self._clients, self._transports, self._built = {}, {}, {}
+            self._sync_clients = {}
+            self._state = PoolState.OPEN
+            try:
+                for provider in self._providers.values():
+                    self._create(provider)
+            except BaseException:
+                self._made_before_failure = self._clients
+                self._clients, self._transports, self._built = {}, {}, {}
+                self._state = before
+                raise
 
     async def __aenter__(self) -> Self:
         await self.open()

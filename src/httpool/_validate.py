@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 import ssl
 from collections.abc import Mapping
@@ -23,6 +24,11 @@ __all__ = ["validate_name", "validate_provider"]
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE_CHARS: Final = re.compile(r"[\r\n\x00]")
+#: What a header value may hold: visible ASCII, space and tab (httpx encodes str values
+#: as ASCII; other control characters are refused by HTTP parsers).
+_HEADER_VALUE: Final = re.compile(r"[\t\x20-\x7e]*")
+#: Quoted parts of an httpx.InvalidURL message: they echo the bad input (a port, a host).
+_QUOTED: Final = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def validate_name(name: object, *, where: str = "Provider") -> str:
@@ -67,6 +73,14 @@ def _fail(where: str, field: str, problem: str) -> ConfigError:
     return ConfigError(f"{where}.{field}: {problem}")
 
 
+def _shown(value: object) -> str:
+    """A wrong value as an error may show it: a number as itself, anything else by type
+    only (a string in the wrong field may be a credential)."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 def _base_url(where: str, value: object) -> str:
     if isinstance(value, httpx.URL):
         value = str(value)
@@ -74,11 +88,12 @@ def _base_url(where: str, value: object) -> str:
         raise _fail(where, "base_url", f"expected a str URL, got {type(value).__name__}")
     if not value:
         return value
-    shown = redact_url(value)
     try:
         url = httpx.URL(value)
-    except httpx.InvalidURL as exc:
-        raise _fail(where, "base_url", f"{shown!r} is not a valid URL ({exc})") from None
+    except httpx.InvalidURL as exc:  # neither the URL nor its bad part is echoed
+        reason = _QUOTED.sub("...", str(exc))
+        raise _fail(where, "base_url", f"not a valid URL ({reason})") from None
+    shown = redact_url(value)
     if url.scheme not in ("http", "https"):
         hint = f"; write 'https://{shown}'" if not url.scheme else ""
         problem = f"{shown!r} needs an http:// or https:// scheme{hint}"
@@ -108,6 +123,13 @@ def _headers(where: str, value: object) -> Mapping[str, str | Secret]:
         if _BAD_VALUE_CHARS.search(text):
             problem = f"the value of {key!r} contains a line break or NUL (header injection)"
             raise _fail(where, "headers", problem)
+        if not _HEADER_VALUE.fullmatch(text):
+            problem = (
+                f"the value of {key!r} holds a character that is not printable ASCII (a "
+                "non-ASCII letter or a control character); HTTP header values are ASCII: "
+                "percent- or base64-encode it as the API documents"
+            )
+            raise _fail(where, "headers", problem)
         if any(k.lower() == key.lower() for k in out):
             raise _fail(where, "headers", f"{key!r} is given twice (header names ignore case)")
         out[key] = item
@@ -127,9 +149,9 @@ def _number(where: str, field: str, value: object, *, allow_none: bool) -> float
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(where, field, f"expected seconds as a number, got {value!r}")
+        raise _fail(where, field, f"expected seconds as a number, got {_shown(value)}")
     if not math.isfinite(value) or value < 0:
-        raise _fail(where, field, f"must be a finite number >= 0, got {value!r}")
+        raise _fail(where, field, f"must be a finite number >= 0, got {_shown(value)}")
     return float(value)
 
 
@@ -144,7 +166,7 @@ def _timeout(where: str, value: object) -> httpx.Timeout:
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = httpx.Timeout(_number(where, "timeout", value, allow_none=False))
     if not isinstance(value, httpx.Timeout):
-        raise _fail(where, "timeout", f"expected httpx.Timeout or seconds, got {value!r}")
+        raise _fail(where, "timeout", f"expected httpx.Timeout or seconds, got {_shown(value)}")
     for part in ("connect", "read", "write", "pool"):
         _number(where, f"timeout.{part}", getattr(value, part), allow_none=True)
     return value
@@ -158,19 +180,30 @@ def _limits(where: str, value: object) -> httpx.Limits:
         if count is None:
             continue
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise _fail(where, f"limits.{part}", f"must be a whole number >= 1, got {count!r}")
+            problem = f"must be a whole number >= 1, got {_shown(count)}"
+            raise _fail(where, f"limits.{part}", problem)
     _number(where, "limits.keepalive_expiry", value.keepalive_expiry, allow_none=True)
     return value
 
 
 def _flag(where: str, field: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise _fail(where, field, f"expected True or False, got {value!r}")
+        raise _fail(where, field, f"expected True or False, got {_shown(value)}")
     return value
 
 
 def _verify(where: str, value: object) -> object:
-    if isinstance(value, bool | str | ssl.SSLContext):
+    if isinstance(value, str):
+        if not value or not os.path.exists(value):
+            problem = (
+                "the CA bundle path does not exist; give the path of a PEM file or "
+                "directory of CA certificates, or an ssl.SSLContext"
+            )
+            raise _fail(where, "verify", problem)
+        if not os.access(value, os.R_OK):
+            raise _fail(where, "verify", "the CA bundle path cannot be read by this process")
+        return value
+    if isinstance(value, bool | ssl.SSLContext):
         return value
     raise _fail(where, "verify", "expected True, False, a CA bundle path or an ssl.SSLContext")
 
@@ -195,7 +228,7 @@ def _transport(where: str, value: object) -> object:
         return value
     if isinstance(value, str):
         if value not in TRANSPORT_NAMES:
-            problem = f"unknown transport {value!r}; use one of {', '.join(TRANSPORT_NAMES)}"
+            problem = f"unknown transport name; use one of {', '.join(TRANSPORT_NAMES)}"
             raise _fail(where, "transport", problem + ", or an httpx.AsyncBaseTransport")
         if value == "aiohttp" and importlib.util.find_spec("httpx_aiohttp") is None:
             problem = "'aiohttp' needs the httpx-aiohttp package: pip install 'httpool[aiohttp]'"
@@ -211,13 +244,14 @@ def _health_path(where: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.startswith("/") or _BAD_VALUE_CHARS.search(value):
-        raise _fail(where, "health_path", f"expected a path starting with '/', got {value!r}")
+        shown = repr(redact_url(value)) if isinstance(value, str) else _shown(value)
+        raise _fail(where, "health_path", f"expected a path starting with '/', got {shown}")
     return value
 
 
 def _count(where: str, field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
-        raise _fail(where, field, f"expected a whole number from 0 to 1000, got {value!r}")
+        raise _fail(where, field, f"expected a whole number from 0 to 1000, got {_shown(value)}")
     return value
 
 
@@ -232,8 +266,8 @@ def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
             url = _base_url(where, item)
         except ConfigError:
             url = ""
-        if not url:
-            problem = f"{redact_url(item) if isinstance(item, str) else item!r} is not an "
-            raise _fail(where, "allowed_origins", problem + "http(s) origin like 'https://host'")
+        if not url:  # named by position: an item that is no URL may be anything
+            problem = f"item {len(out)} is not an http(s) origin like 'https://host'"
+            raise _fail(where, "allowed_origins", problem)
         out.append(origin_of(httpx.URL(url)))
     return tuple(out)
