@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -26,6 +28,7 @@ __all__ = [
 
 logger = logging.getLogger("httpool")
 _warned_unverified: set[str] = set()
+_said_trio: set[str] = set()
 
 
 class _OriginGuard:
@@ -246,8 +249,50 @@ def _common(provider: Provider) -> dict[str, Any]:
     }
 
 
+def _running_trio() -> bool:
+    """Whether this code runs under trio (httpool's own transport runs on asyncio only).
+
+    Made in a plain thread (no event loop), a client keeps httpool's transport: it binds
+    to the asyncio loop that first uses it.
+    """
+    trio = sys.modules.get("trio")
+    if trio is None:  # not imported: not running
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return False  # asyncio (trio-asyncio's loop included)
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _say_trio_fallback(provider: Provider) -> None:
+    """Log once per provider that it runs on httpx's own transport under trio."""
+    if provider.name in _said_trio:
+        return
+    _said_trio.add(provider.name)
+    lost = [f for f in ("max_lifetime", "retry_post") if getattr(provider, f)]
+    message = (
+        "provider %r runs under trio: it uses httpx's own transport, as httpool's "
+        "transport runs on asyncio only (transport='httpx' chooses it without this note)"
+    )
+    if lost:
+        message += "; %s not applied there" % " and ".join(lost)  # noqa: UP031
+        logger.warning(message, provider.name, extra={"provider": provider.name})
+    else:
+        logger.info(message, provider.name, extra={"provider": provider.name})
+
+
 def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
-    """The async transport that `provider.transport` names or gives."""
+    """The async transport that `provider.transport` names or gives.
+
+    Under trio, `"httpool"` (the default) becomes httpx's own transport, logged once.
+    """
     spec = provider.transport
     if isinstance(spec, httpx.AsyncBaseTransport):
         return spec
@@ -265,6 +310,9 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
 
         aiohttp_transport: httpx.AsyncBaseTransport = AiohttpTransport(**options)
         return aiohttp_transport
+    if _running_trio():
+        _say_trio_fallback(provider)
+        return httpx.AsyncHTTPTransport(**options)
     from ._transport import PoolTransport
 
     pool_transport: httpx.AsyncBaseTransport = PoolTransport(

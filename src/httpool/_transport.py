@@ -276,8 +276,11 @@ class PoolTransport(httpx.AsyncBaseTransport):
         if self._closed:
             return
         self._closed = True
-        loop = asyncio.get_running_loop()
-        if self._loop is not None and loop is not self._loop:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # not on asyncio (trio): no request ever ran here
+            loop = None
+        if loop is None or (self._loop is not None and loop is not self._loop):
             self._pool.closed = True  # its sockets belong to the other loop: leave them
             if self._pool.conns:
                 logger.warning(

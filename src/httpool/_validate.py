@@ -260,7 +260,7 @@ def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
 
     if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
         raise _fail(where, "allowed_origins", "expected a list of 'https://host[:port]' strings")
-    out = []
+    out: list[str] = []
     for item in value:
         try:
             url = _base_url(where, item)
