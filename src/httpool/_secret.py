@@ -169,7 +169,16 @@ class RedactingFilter(logging.Filter):
 
 
 #: Loggers of the HTTP stack that log header values or header blocks at DEBUG.
-_HEADER_LOGGERS = ("hpack.hpack", "hpack.table", "hpack", "h2.connection", "h2.stream", "h2")
+_HEADER_LOGGERS = (
+    "hpack.hpack",
+    "hpack.table",
+    "hpack",
+    "h2.connection",
+    "h2.stream",
+    "h2",
+    "httpcore.http2",
+    "httpcore.http11",
+)
 _filter = RedactingFilter()
 
 
