@@ -147,12 +147,11 @@ def run(
             worker = sup.start("loadgen", python("-m", "bench.loadgen"), worker=True)
         if "client" in sections:
             print("client level ...", file=sys.stderr)
-            baseline = None
-            if trees:
-                baseline = (trees[1].label, _loadgen(sup, trees[1], "loadgen-baseline", imported))
-            results["client"] = client_level.run(worker, upstreams, settings, baseline)
-            if baseline:
-                sup.stop(baseline[1])
+            # with a baseline, each httpool tree gets a load generator to itself, alike
+            own = [(t.label, _loadgen(sup, t, f"loadgen-{t.label}", imported)) for t in trees]
+            results["client"] = client_level.run(worker, upstreams, settings, own)
+            for _, child in own:
+                sup.stop(child)
         if "e2e" in sections:
             print("end to end ...", file=sys.stderr)
             results["e2e"] = e2e.run(sup, upstreams["h1"], settings, trees, imported)

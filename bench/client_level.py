@@ -4,14 +4,16 @@ For every upstream and concurrency, the rounds run the variants in turn (A B C D
 ...), each round in the load-generator process with a fresh client: a short warm-up, then
 `client_seconds` of requests. The figure of a cell is the median over its rounds.
 
-With a baseline (``--baseline REV``), ``httpool@REV`` runs in a load-generator process of
-its own right beside ``httpool`` in every round (the two swap places every other round),
+With a baseline (``--baseline REV``), ``httpool`` and ``httpool@REV`` each run in a
+load-generator process of their own (each importing its tree; the other variants share a
+third), one right after the other in every round (they swap places every other round),
 and each row also gets its ratios against raw aiohttp and against the baseline.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from .baseline import comparison, round_order
@@ -31,34 +33,36 @@ def _supported(variant: str, upstream: Upstream) -> bool:
     return not upstream.http2 or variant in HTTP2_CAPABLE
 
 
-def _lanes(worker: Child, baseline: tuple[str, Child] | None) -> dict[str, tuple[Child, str]]:
+def _lanes(worker: Child, own: Sequence[tuple[str, Child]]) -> dict[str, tuple[Child, str]]:
     """Result label -> (the worker that runs it, the variant's name in that worker)."""
     lanes = {v: (worker, v) for v in VARIANTS}
-    if baseline is None:
+    if not own:
         return lanes
-    label, baseline_worker = baseline
-    return {"httpool": lanes.pop("httpool"), label: (baseline_worker, "httpool"), **lanes}
+    del lanes["httpool"]
+    return {**{label: (child, "httpool") for label, child in own}, **lanes}
 
 
 def run(
     worker: Child,
     upstreams: dict[str, Upstream],
     settings: Settings,
-    baseline: tuple[str, Child] | None = None,
+    httpool_workers: Sequence[tuple[str, Child]] = (),
 ) -> list[dict[str, Any]]:
     """One row per (upstream, concurrency, variant), with the rounds and their median.
 
-    `baseline` is the label (``httpool@REV``) and the load generator of the baseline tree.
+    `httpool_workers` gives httpool a load generator of its own per source tree, as
+    (label, worker) pairs: ``("httpool", ...)``, then the baseline ``("httpool@REV", ...)``.
+    Without it, `worker` runs every variant.
     """
-    lanes = _lanes(worker, baseline)
-    baseline_label = baseline[0] if baseline else None
+    lanes = _lanes(worker, httpool_workers)
+    baseline = httpool_workers[-1][0] if len(httpool_workers) > 1 else None
     rows: list[dict[str, Any]] = []
     for kind in settings.client_upstreams:
         upstream = upstreams[kind]
         for concurrency in settings.client_concurrency:
             rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in lanes}
             for r in range(settings.rounds):
-                for label in round_order(list(lanes), r, baseline_label):
+                for label in round_order(list(lanes), r, baseline):
                     child, variant = lanes[label]
                     if not _supported(variant, upstream):
                         continue
@@ -83,7 +87,7 @@ def run(
                         f"{result['rps']:8.0f} req/s  errors {result['errors']}",
                         file=sys.stderr,
                     )
-            rows.extend(_rows(kind, concurrency, rounds, baseline_label))
+            rows.extend(_rows(kind, concurrency, rounds, baseline))
     return rows
 
 
