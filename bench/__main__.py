@@ -130,6 +130,7 @@ def run(
         tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp,
         Supervisor(Path(tmp)) as sup,
     ):
+        section_s: dict[str, float] = {}  # how long each section took, for planning runs
         trees: tuple[Tree, ...] = ()
         imported: dict[str, dict[str, str]] = {}  # tree label -> process -> httpool.__file__
         if baseline_rev is not None:
@@ -147,24 +148,33 @@ def run(
             worker = sup.start("loadgen", python("-m", "bench.loadgen"), worker=True)
         if "client" in sections:
             print("client level ...", file=sys.stderr)
+            mark = time.monotonic()
             # with a baseline, each httpool tree gets a load generator to itself, alike
             own = [(t.label, _loadgen(sup, t, f"loadgen-{t.label}", imported)) for t in trees]
             results["client"] = client_level.run(worker, upstreams, settings, own)
             for _, child in own:
                 sup.stop(child)
+            section_s["client"] = time.monotonic() - mark
         if "e2e" in sections:
             print("end to end ...", file=sys.stderr)
+            mark = time.monotonic()
             results["e2e"] = e2e.run(sup, upstreams["h1"], settings, trees, imported)
+            section_s["e2e"] = time.monotonic() - mark
         if "connections" in sections:
             print("connections ...", file=sys.stderr)
+            mark = time.monotonic()
             results["connections"] = connections.run(worker, upstreams, settings)
+            section_s["connections"] = time.monotonic() - mark
         if "latency" in sections:
             print("latency ...", file=sys.stderr)
+            mark = time.monotonic()
             results["latency"] = latency.run(sup, worker, upstreams["h1-tls"], settings)
+            section_s["latency"] = time.monotonic() - mark
     if trees:
         results["baseline"] = trees[1].label
         results["trees"] = {t.label: {**t.meta(), "imported_by": imported[t.label]} for t in trees}
     results["meta"]["duration_s"] = time.monotonic() - started
+    results["meta"]["section_s"] = section_s
     results["meta"]["load_average_end"] = list(os.getloadavg())
     results["goals"] = evaluate(results)
     return results
