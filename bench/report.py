@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 from collections.abc import Sequence
 from importlib import metadata
@@ -128,17 +129,14 @@ def _h2_over_h1(results: dict[str, Any]) -> str:
         h1 = _row(client, upstream="h1-tls", concurrency=H2_CONCURRENCY, variant=variant)
         h2 = _row(client, upstream="h2-tls", concurrency=H2_CONCURRENCY, variant=variant)
         if h1 and h2:
-            spread = [
-                _cell(a / b, 2) if a and b else "n/a"
-                for a, b in zip(h2["rps_rounds"], h1["rps_rounds"], strict=False)
-            ]
+            by_round = map(ratio, h2["rps_rounds"], h1["rps_rounds"])
             rows.append(
                 [
                     variant,
                     _cell(h1["rps"]),
                     _cell(h2["rps"]),
                     _cell(ratio(h2["rps"], h1["rps"]), 2),
-                    " ".join(spread),
+                    _by_round(list(by_round)),
                 ]
             )
     if not rows:
@@ -150,9 +148,12 @@ def _h2_over_h1(results: dict[str, Any]) -> str:
     )
 
 
-def _range(values: Sequence[float | None]) -> str:
+def _by_round(values: Sequence[float | None]) -> str:
+    """``median (min-max)`` of per-round ratios, or the one value of a single round."""
     finite = [v for v in values if v is not None and not math.isnan(v)]
-    return f"{min(finite):.2f}-{max(finite):.2f}" if len(finite) > 1 else ""
+    if len(finite) < 2:
+        return _cell(finite[0], 2) if finite else "n/a"
+    return f"{statistics.median(finite):.2f} ({min(finite):.2f}-{max(finite):.2f})"
 
 
 def _against_baseline(results: dict[str, Any]) -> str:
@@ -180,7 +181,7 @@ def _against_baseline(results: dict[str, Any]) -> str:
             _cell(new["rps"]),
             _cell(old["rps"]),
             _cell(new["over_baseline"], 2),
-            _range(new["over_baseline_rounds"]),
+            _by_round(new["over_baseline_rounds"]),
             _cell(new["over_aiohttp"], 2),
             _cell(old["over_aiohttp"], 2),
         ]
@@ -194,7 +195,7 @@ def _against_baseline(results: dict[str, Any]) -> str:
     for label, tree in trees.items():
         dirty = " + uncommitted changes" if tree.get("uncommitted_changes") else ""
         lines.append(f"  {label}: {tree['rev']} = {tree['commit'][:12]}{dirty}")
-    headers = ["section", "c", "httpool", base, "new ÷ old", "rounds", "new ÷ aiohttp"]
+    headers = ["section", "c", "httpool", base, "new ÷ old", "by round", "new ÷ aiohttp"]
     return "\n".join(lines) + "\n" + table([*headers, "old ÷ aiohttp"], rows)
 
 
