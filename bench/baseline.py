@@ -13,6 +13,8 @@ process should import (`check_import`).
 from __future__ import annotations
 
 import io
+import math
+import statistics
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from typing import Any
 from .procs import ROOT
 from .stats import median, ratio
 
-__all__ = ["Tree", "check_import", "comparison", "current_tree", "export", "round_order"]
+__all__ = ["Tree", "check_import", "comparison", "current_tree", "export", "pooled", "round_order"]
 
 PACKAGE = "src/httpool"
 
@@ -132,3 +134,20 @@ def comparison(
         "over_baseline": ratio(median(mine), median(old)),
         "over_baseline_rounds": [ratio(a, b) for a, b in zip(mine, old, strict=False)],
     }
+
+
+def pooled(ratios: list[float]) -> tuple[float, float, float]:
+    """Geometric mean of per-round ratios, and mean ± 2 standard errors on the log scale.
+
+    Pooling the rounds of several cells (all concurrencies of an upstream) gives a figure
+    far steadier than any one cell's; the interval (NaN below two ratios) says how far
+    the noise of this run alone could move it.
+    """
+    logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
+    if not logs:
+        return math.nan, math.nan, math.nan
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(mean), math.nan, math.nan
+    half = 2 * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .baseline import pooled
 from .stats import ratio
 
 __all__ = ["machine_info", "render_text", "table", "write_json"]
@@ -190,13 +191,29 @@ def _against_baseline(results: dict[str, Any]) -> str:
     ]
     if not rows:
         return ""
+    groups: dict[str, list[float]] = {}
+    for where, _, new, old in cells:
+        if new and old:
+            groups.setdefault(where, []).extend(new["over_baseline_rounds"])
+    pooled_rows = []
+    for where, ratios in groups.items():
+        mean, low, high = pooled(ratios)
+        interval = f"{low:.2f}-{high:.2f}" if not math.isnan(low) else "n/a"
+        pooled_rows.append([where, "all", f"{mean:.2f}", interval, str(len(ratios))])
     trees = results.get("trees") or {}
     lines = [f"httpool against {base} (median of interleaved rounds)"]
     for label, tree in trees.items():
         dirty = " + uncommitted changes" if tree.get("uncommitted_changes") else ""
         lines.append(f"  {label}: {tree['rev']} = {tree['commit'][:12]}{dirty}")
     headers = ["section", "c", "httpool", base, "new ÷ old", "by round", "new ÷ aiohttp"]
-    return "\n".join(lines) + "\n" + table([*headers, "old ÷ aiohttp"], rows)
+    pooled_headers = ["section", "c", "new ÷ old", "±2 SE", "rounds"]
+    return (
+        "\n".join(lines)
+        + "\n"
+        + table([*headers, "old ÷ aiohttp"], rows)
+        + "\n\nnew ÷ old pooled over the concurrencies: geometric mean of the per-round "
+        "ratios, ±2 standard errors\n" + table(pooled_headers, pooled_rows)
+    )
 
 
 def render_text(results: dict[str, Any]) -> str:

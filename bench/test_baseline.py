@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.baseline import check_import, comparison, current_tree, export, round_order
+from bench.baseline import check_import, comparison, current_tree, export, pooled, round_order
 from bench.procs import ROOT
 
 
@@ -81,3 +81,12 @@ def test_comparison_divides_medians_and_pairs_rounds() -> None:
     assert math.isnan(
         comparison("httpool", {**rounds, "aiohttp": []}, "httpool@old")["over_aiohttp"]
     )
+
+
+def test_pooled_is_the_geometric_mean_with_an_interval() -> None:
+    mean, low, high = pooled([2.0, 0.5, 1.0, 1.0])
+    assert mean == pytest.approx(1.0)
+    assert low < 1.0 < high
+    assert pooled([1.1, 1.1, 1.1]) == pytest.approx((1.1, 1.1, 1.1))
+    assert math.isnan(pooled([1.2])[1])
+    assert all(math.isnan(v) for v in pooled([math.nan]))
