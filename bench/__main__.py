@@ -8,6 +8,11 @@ first request with and without a connection opened in advance).
 A full run writes ``bench/results/latest.json``, the plots in ``docs/img/bench/`` and the
 figures block of ``docs/performance.md``. ``--quick`` (a smoke run under a minute) and
 ``--only`` write ``bench/results/partial.json`` and leave the docs alone unless asked.
+
+``--baseline REV`` adds ``httpool@REV`` (that revision's ``src/httpool``, run in processes
+of its own) beside ``httpool`` in the client and e2e sections, on every upstream, in the
+same interleaved rounds; such a run writes ``bench/results/compare.json`` (``partial.json``
+with ``--quick``) and leaves the docs alone unless asked.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from types import FrameType
 from typing import Any, Final
 
 from . import client_level, connections, e2e, latency
+from .baseline import Tree, check_import, current_tree, export
 from .certs import make_certs
 from .docs_page import update_page
 from .goals import evaluate
 from .plots import write_plots
-from .procs import ROOT, Supervisor, python
+from .procs import ROOT, Child, Supervisor, python
 from .report import machine_info, render_text, write_json
-from .servers import start_upstreams
+from .servers import UPSTREAMS, start_upstreams
 from .settings import FULL, QUICK, Settings
 
 SECTIONS: Final = ("client", "e2e", "connections", "latency")
@@ -45,6 +51,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per cell")
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run httpool as it is on git revision REV (a commit, branch or tag), "
+        "as variant httpool@REV in the client and e2e sections, on every upstream",
+    )
     parser.add_argument(
         "--from-json",
         type=Path,
@@ -94,8 +106,23 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-def run(sections: tuple[str, ...], settings: Settings) -> dict[str, Any]:
-    """Run `sections` with `settings`; every process started is stopped on the way out."""
+def _loadgen(sup: Supervisor, tree: Tree, name: str, imported: dict[str, dict[str, str]]) -> Child:
+    """A load generator that imports httpool from `tree`, checked before it is used."""
+    worker = sup.start(name, python("-m", "bench.loadgen"), env=tree.env, worker=True)
+    found = worker.call({"op": "whoami"}, timeout=60)["httpool_file"]
+    check_import(tree, f"the load generator {name}", found)
+    imported.setdefault(tree.label, {})[name] = found
+    return worker
+
+
+def run(
+    sections: tuple[str, ...], settings: Settings, baseline_rev: str | None = None
+) -> dict[str, Any]:
+    """Run `sections` with `settings`; every process started is stopped on the way out.
+
+    With `baseline_rev`, that revision's httpool runs beside this checkout's in the
+    client and e2e sections (`bench.baseline`).
+    """
     results: dict[str, Any] = {"meta": machine_info(ROOT), "sections": list(sections)}
     results["settings"] = {k: getattr(settings, k) for k in settings.__dataclass_fields__}
     started = time.monotonic()
@@ -103,23 +130,51 @@ def run(sections: tuple[str, ...], settings: Settings) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp,
         Supervisor(Path(tmp)) as sup,
     ):
+        section_s: dict[str, float] = {}  # how long each section took, for planning runs
+        trees: tuple[Tree, ...] = ()
+        imported: dict[str, dict[str, str]] = {}  # tree label -> process -> httpool.__file__
+        if baseline_rev is not None:
+            trees = (current_tree(), export(baseline_rev, Path(tmp) / "baseline"))
+            print(
+                f"baseline {trees[1].label}: {trees[1].commit[:12]} in {trees[1].src}",
+                file=sys.stderr,
+            )
         certs = make_certs(Path(tmp))
         print("starting upstreams ...", file=sys.stderr)
         upstreams = start_upstreams(sup, certs, _upstream_kinds(sections, settings))
-        worker = sup.start("loadgen", python("-m", "bench.loadgen"), worker=True)
+        if trees:
+            worker = _loadgen(sup, trees[0], "loadgen", imported)
+        else:
+            worker = sup.start("loadgen", python("-m", "bench.loadgen"), worker=True)
         if "client" in sections:
             print("client level ...", file=sys.stderr)
-            results["client"] = client_level.run(worker, upstreams, settings)
+            mark = time.monotonic()
+            # with a baseline, each httpool tree gets a load generator to itself, alike
+            own = [(t.label, _loadgen(sup, t, f"loadgen-{t.label}", imported)) for t in trees]
+            results["client"] = client_level.run(worker, upstreams, settings, own)
+            for _, child in own:
+                sup.stop(child)
+            section_s["client"] = time.monotonic() - mark
         if "e2e" in sections:
             print("end to end ...", file=sys.stderr)
-            results["e2e"] = e2e.run(sup, upstreams["h1"], settings)
+            mark = time.monotonic()
+            results["e2e"] = e2e.run(sup, upstreams["h1"], settings, trees, imported)
+            section_s["e2e"] = time.monotonic() - mark
         if "connections" in sections:
             print("connections ...", file=sys.stderr)
+            mark = time.monotonic()
             results["connections"] = connections.run(worker, upstreams, settings)
+            section_s["connections"] = time.monotonic() - mark
         if "latency" in sections:
             print("latency ...", file=sys.stderr)
+            mark = time.monotonic()
             results["latency"] = latency.run(sup, worker, upstreams["h1-tls"], settings)
+            section_s["latency"] = time.monotonic() - mark
+    if trees:
+        results["baseline"] = trees[1].label
+        results["trees"] = {t.label: {**t.meta(), "imported_by": imported[t.label]} for t in trees}
     results["meta"]["duration_s"] = time.monotonic() - started
+    results["meta"]["section_s"] = section_s
     results["meta"]["load_average_end"] = list(os.getloadavg())
     results["goals"] = evaluate(results)
     return results
@@ -147,17 +202,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds:
         settings = settings.replace(rounds=args.rounds)
     sections = tuple(s for s in SECTIONS if not args.only or s in args.only)
-    full = not args.quick and not args.only
+    if args.baseline is not None:
+        if not {"client", "e2e"} & set(sections):
+            sys.exit("--baseline compares the client and e2e sections; add --only client or e2e")
+        # issue 9's ratio needs h2-tls against h1-tls, also in a --quick run
+        settings = settings.replace(client_upstreams=UPSTREAMS)
+    full = not args.quick and not args.only and args.baseline is None
     # also when started from a shell that ignores SIGINT for background jobs
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     _check_httpool()
     try:
-        results = run(sections, settings)
+        results = run(sections, settings, args.baseline)
     except Interrupted as exc:
         print(f"{exc}: every process the bench started has been stopped", file=sys.stderr)
         return exc.code
-    out = args.out or RESULTS / ("latest.json" if full else "partial.json")
+    name = "latest" if full else "compare" if args.baseline and not args.quick else "partial"
+    out = args.out or RESULTS / f"{name}.json"
     write_json(results, out)
     print(f"results: {out}", file=sys.stderr)
     _publish(results, docs=args.docs if args.docs is not None else full)

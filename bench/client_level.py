@@ -3,13 +3,20 @@
 For every upstream and concurrency, the rounds run the variants in turn (A B C D, A B C D,
 ...), each round in the load-generator process with a fresh client: a short warm-up, then
 `client_seconds` of requests. The figure of a cell is the median over its rounds.
+
+With a baseline (``--baseline REV``), ``httpool`` and ``httpool@REV`` each run in a
+load-generator process of their own (each importing its tree; the other variants share a
+third), one right after the other in every round (they swap places every other round),
+and each row also gets its ratios against raw aiohttp and against the baseline.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
+from .baseline import comparison, round_order
 from .procs import Child
 from .servers import Upstream
 from .settings import Settings
@@ -26,18 +33,40 @@ def _supported(variant: str, upstream: Upstream) -> bool:
     return not upstream.http2 or variant in HTTP2_CAPABLE
 
 
-def run(worker: Child, upstreams: dict[str, Upstream], settings: Settings) -> list[dict[str, Any]]:
-    """One row per (upstream, concurrency, variant), with the rounds and their median."""
+def _lanes(worker: Child, own: Sequence[tuple[str, Child]]) -> dict[str, tuple[Child, str]]:
+    """Result label -> (the worker that runs it, the variant's name in that worker)."""
+    lanes = {v: (worker, v) for v in VARIANTS}
+    if not own:
+        return lanes
+    del lanes["httpool"]
+    return {**{label: (child, "httpool") for label, child in own}, **lanes}
+
+
+def run(
+    worker: Child,
+    upstreams: dict[str, Upstream],
+    settings: Settings,
+    httpool_workers: Sequence[tuple[str, Child]] = (),
+) -> list[dict[str, Any]]:
+    """One row per (upstream, concurrency, variant), with the rounds and their median.
+
+    `httpool_workers` gives httpool a load generator of its own per source tree, as
+    (label, worker) pairs: ``("httpool", ...)``, then the baseline ``("httpool@REV", ...)``.
+    Without it, `worker` runs every variant.
+    """
+    lanes = _lanes(worker, httpool_workers)
+    baseline = httpool_workers[-1][0] if len(httpool_workers) > 1 else None
     rows: list[dict[str, Any]] = []
     for kind in settings.client_upstreams:
         upstream = upstreams[kind]
         for concurrency in settings.client_concurrency:
-            rounds: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+            rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in lanes}
             for r in range(settings.rounds):
-                for variant in VARIANTS:
+                for label in round_order(list(lanes), r, baseline):
+                    child, variant = lanes[label]
                     if not _supported(variant, upstream):
                         continue
-                    result = worker.call(
+                    result = child.call(
                         {
                             "op": "rps",
                             "variant": variant,
@@ -52,18 +81,18 @@ def run(worker: Child, upstreams: dict[str, Upstream], settings: Settings) -> li
                             "max_requests": 200_000,
                         }
                     )
-                    rounds[variant].append(result)
+                    rounds[label].append(result)
                     print(
-                        f"  client {kind:7} c={concurrency:<3} round {r + 1} {variant:14} "
+                        f"  client {kind:7} c={concurrency:<3} round {r + 1} {label:14} "
                         f"{result['rps']:8.0f} req/s  errors {result['errors']}",
                         file=sys.stderr,
                     )
-            rows.extend(_rows(kind, concurrency, rounds))
+            rows.extend(_rows(kind, concurrency, rounds, baseline))
     return rows
 
 
 def _rows(
-    kind: str, concurrency: int, rounds: dict[str, list[dict[str, Any]]]
+    kind: str, concurrency: int, rounds: dict[str, list[dict[str, Any]]], baseline: str | None
 ) -> list[dict[str, Any]]:
     medians = {v: median([r["rps"] for r in rs]) for v, rs in rounds.items()}
     out = []
@@ -84,4 +113,6 @@ def _rows(
                 "httpool_over_variant": ratio(medians["httpool"], medians[variant]),
             }
         )
+        if baseline is not None:
+            out[-1].update(comparison(variant, rounds, baseline))
     return out

@@ -5,6 +5,10 @@ httptools, no access log) against the plain HTTP/1.1 upstream. wrk (or `bench.py
 loads ``GET /proxy`` from a third process. The rounds interleave the variants, and a
 control app that answers without calling the upstream; the upstream's counters give
 the upstream connections each run opened.
+
+With a baseline (``--baseline REV``) the httpool app runs twice, once per source tree
+(``httpool`` and ``httpool@REV``), each uvicorn process with its tree first on
+``PYTHONPATH``; every round loads both, one after the other.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import json
 import sys
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
+from .baseline import Tree, check_import, comparison, round_order
 from .e2e_app import CONTROL, E2E_VARIANTS
 from .procs import Child, Supervisor, free_port, python
 from .servers import Upstream
@@ -30,9 +36,24 @@ def _upstream_stats(upstream: Upstream) -> dict[str, int]:
         return data
 
 
-def _start_apps(sup: Supervisor, upstream: Upstream) -> dict[str, tuple[Child, str]]:
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _start_apps(
+    sup: Supervisor,
+    upstream: Upstream,
+    trees: Sequence[Tree],
+    imported: dict[str, dict[str, str]],
+) -> dict[str, tuple[Child, str]]:
+    """Label -> (uvicorn process, URL); one httpool app per tree when `trees` is given."""
+    # (label, variant of bench.e2e_app, the tree it must import or None for any)
+    plan: list[tuple[str, str, Tree | None]] = [(v, v, None) for v in (*E2E_VARIANTS, CONTROL)]
+    if trees:  # the httpool app once per tree, in place of the one above
+        plan = [(t.label, "httpool", t) for t in trees] + [p for p in plan if p[0] != "httpool"]
     apps: dict[str, tuple[Child, str]] = {}
-    for variant in (*E2E_VARIANTS, CONTROL):
+    for label, variant, tree in plan:
         port = free_port()
         argv = python(
             "-m", "uvicorn", "bench.e2e_app:create_app", "--factory",
@@ -41,17 +62,33 @@ def _start_apps(sup: Supervisor, upstream: Upstream) -> dict[str, tuple[Child, s
             "--no-access-log", "--log-level", "warning",
         )  # fmt: skip
         env = {"BENCH_VARIANT": variant, "BENCH_UPSTREAM": upstream.base_url}
-        child = sup.start(f"e2e-{variant}", argv, port=port, env=env)
-        url = f"http://127.0.0.1:{port}/proxy"
-        with urllib.request.urlopen(url, timeout=10) as response:  # the route works
-            json.loads(response.read())
-        apps[variant] = (child, url)
+        if tree is not None:
+            env |= tree.env
+        child = sup.start(f"e2e-{label}", argv, port=port, env=env)
+        base = f"http://127.0.0.1:{port}"
+        _get_json(base + "/proxy")  # the route works
+        if tree is not None:
+            found = _get_json(base + "/__whoami")["httpool_file"]
+            check_import(tree, f"the e2e app {label}", found)
+            imported.setdefault(tree.label, {})[f"e2e-{label}"] = found
+        apps[label] = (child, base + "/proxy")
     return apps
 
 
-def run(sup: Supervisor, upstream: Upstream, settings: Settings) -> list[dict[str, Any]]:
-    """One row per (concurrency, variant) with the rounds' median req/s and latency."""
-    apps = _start_apps(sup, upstream)
+def run(
+    sup: Supervisor,
+    upstream: Upstream,
+    settings: Settings,
+    trees: Sequence[Tree] = (),
+    imported: dict[str, dict[str, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per (concurrency, variant) with the rounds' median req/s and latency.
+
+    `trees` (the current tree, then the baseline) runs one httpool app per tree; the file
+    each app imported httpool from goes into `imported` (tree label -> process -> file).
+    """
+    apps = _start_apps(sup, upstream, trees, {} if imported is None else imported)
+    baseline = trees[-1].label if len(trees) > 1 else None
     try:
         for variant, (_, url) in apps.items():  # connections opened, code paths warm
             load(url, max(settings.e2e_concurrency), settings.e2e_warmup_seconds)
@@ -60,7 +97,8 @@ def run(sup: Supervisor, upstream: Upstream, settings: Settings) -> list[dict[st
         for concurrency in settings.e2e_concurrency:
             rounds: dict[str, list[dict[str, Any]]] = {v: [] for v in apps}
             for r in range(settings.rounds):
-                for variant, (_, url) in apps.items():
+                for variant in round_order(list(apps), r, baseline):
+                    url = apps[variant][1]
                     before = _upstream_stats(upstream)
                     result = load(url, concurrency, settings.e2e_seconds)
                     after = _upstream_stats(upstream)
@@ -75,14 +113,16 @@ def run(sup: Supervisor, upstream: Upstream, settings: Settings) -> list[dict[st
                         f"upstream connections opened {opened}",
                         file=sys.stderr,
                     )
-            rows.extend(_rows(concurrency, rounds))
+            rows.extend(_rows(concurrency, rounds, baseline))
         return rows
     finally:
         for child, _ in apps.values():
             sup.stop(child)
 
 
-def _rows(concurrency: int, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _rows(
+    concurrency: int, rounds: dict[str, list[dict[str, Any]]], baseline: str | None
+) -> list[dict[str, Any]]:
     medians = {v: median([r["rps"] for r in rs]) for v, rs in rounds.items()}
     return [
         {
@@ -104,6 +144,7 @@ def _rows(concurrency: int, rounds: dict[str, list[dict[str, Any]]]) -> list[dic
             ),
             "httpool_over_variant": ratio(medians["httpool"], medians[variant]),
             "tool": results[0]["tool"] if results else "",
+            **(comparison(variant, rounds, baseline) if baseline else {}),
         }
         for variant, results in rounds.items()
     ]

@@ -14,6 +14,9 @@ served by uvicorn: ``uvicorn --factory bench.e2e_app:create_app``.
   ceiling of the app server itself on this machine.
 
 httpx-aiohttp and aiohttp use httpool's default limits (100 connections).
+
+Every app also answers ``GET /__whoami`` with the file httpool was imported from, so the
+bench can check that a baseline app (``--baseline REV``) runs the tree it should.
 """
 
 from __future__ import annotations
@@ -117,10 +120,7 @@ def _control_app() -> FastAPI:
     return app
 
 
-def create_app() -> FastAPI:
-    """The app for ``$BENCH_VARIANT`` against ``$BENCH_UPSTREAM`` (a URL ending in ``/``)."""
-    variant = os.environ["BENCH_VARIANT"]
-    upstream = os.environ["BENCH_UPSTREAM"]
+def _app(variant: str, upstream: str) -> FastAPI:
     if variant == "httpool":
         return _httpool_app(upstream)
     if variant in {"naive", "httpx-aiohttp"}:
@@ -130,3 +130,14 @@ def create_app() -> FastAPI:
     if variant == CONTROL:
         return _control_app()
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join((*E2E_VARIANTS, CONTROL))}")
+
+
+def create_app() -> FastAPI:
+    """The app for ``$BENCH_VARIANT`` against ``$BENCH_UPSTREAM`` (a URL ending in ``/``)."""
+    app = _app(os.environ["BENCH_VARIANT"], os.environ["BENCH_UPSTREAM"])
+
+    @app.get("/__whoami")
+    async def whoami() -> dict[str, str]:
+        return {"httpool_file": httpool.__file__ or ""}
+
+    return app

@@ -13,6 +13,8 @@ interpreter start-up for every round. Commands (``op``):
 - ``first``: a fresh client's first call (cold) and its second call (warm).
 - ``first-pool``: the first call of a `httpool.ClientPool` whose provider has
   ``warmup=1`` (its connection opened when the pool opened).
+- ``whoami``: where this process imported httpool from (``httpool.__file__``), so the
+  driver can check that a baseline worker runs the tree it should.
 """
 
 from __future__ import annotations
@@ -210,12 +212,19 @@ async def _first_pool(cmd: dict[str, Any]) -> dict[str, Any]:
     return {"cold_ms": first, "warm_ms": first}
 
 
+async def _whoami(cmd: dict[str, Any]) -> dict[str, Any]:
+    import httpool
+
+    return {"httpool_file": httpool.__file__, "version": getattr(httpool, "__version__", None)}
+
+
 _OPS = {
     "rps": _rps,
     "count": _count,
     "latency": _latency,
     "first": _first,
     "first-pool": _first_pool,
+    "whoami": _whoami,
 }
 
 

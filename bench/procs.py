@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -98,7 +99,7 @@ class Supervisor:
         worker: bool = False,
     ) -> Child:
         """Start `argv`; wait for `port` to listen when given; `worker` pipes stdin/stdout."""
-        log = self._logdir / f"{name}.log"
+        log = self._logdir / (re.sub(r"[^\w.@-]", "_", name) + ".log")  # a rev may hold "/"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p

@@ -7,11 +7,15 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from .baseline import pooled
+from .stats import ratio
 
 __all__ = ["machine_info", "render_text", "table", "write_json"]
 
@@ -106,6 +110,112 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+def _row(rows: Sequence[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def _httpool_labels(results: dict[str, Any]) -> list[str]:
+    base = results.get("baseline")
+    return ["httpool", base] if base else ["httpool"]
+
+
+H2_CONCURRENCY = 50  # issue 9: HTTP/2 over TLS >= 0.8x HTTP/1.1 over TLS at c=50
+
+
+def _h2_over_h1(results: dict[str, Any]) -> str:
+    """Client level at c=50: each HTTP/2-capable variant over TLS, HTTP/2 ÷ HTTP/1.1."""
+    client = results.get("client") or []
+    rows = []
+    for variant in [*_httpool_labels(results), "httpx"]:
+        h1 = _row(client, upstream="h1-tls", concurrency=H2_CONCURRENCY, variant=variant)
+        h2 = _row(client, upstream="h2-tls", concurrency=H2_CONCURRENCY, variant=variant)
+        if h1 and h2:
+            by_round = map(ratio, h2["rps_rounds"], h1["rps_rounds"])
+            rows.append(
+                [
+                    variant,
+                    _cell(h1["rps"]),
+                    _cell(h2["rps"]),
+                    _cell(ratio(h2["rps"], h1["rps"]), 2),
+                    _by_round(list(by_round)),
+                ]
+            )
+    if not rows:
+        return ""
+    headers = ["variant", "h1-tls req/s", "h2-tls req/s", "h2 ÷ h1", "by round"]
+    return (
+        f"HTTP/2 over TLS against HTTP/1.1 over TLS, client level at c={H2_CONCURRENCY} "
+        "(median of rounds)\n" + table(headers, rows)
+    )
+
+
+def _by_round(values: Sequence[float | None]) -> str:
+    """``median (min-max)`` of per-round ratios, or the one value of a single round."""
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    if len(finite) < 2:
+        return _cell(finite[0], 2) if finite else "n/a"
+    return f"{statistics.median(finite):.2f} ({min(finite):.2f}-{max(finite):.2f})"
+
+
+def _against_baseline(results: dict[str, Any]) -> str:
+    """httpool against httpool@REV in every client and e2e cell, and both against aiohttp."""
+    base = results.get("baseline")
+    if not base:
+        return ""
+    cells: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]] = []
+    client = results.get("client") or []
+    for upstream, c in dict.fromkeys((r["upstream"], r["concurrency"]) for r in client):
+        match = {"upstream": upstream, "concurrency": c}
+        new, old = _row(client, variant="httpool", **match), _row(client, variant=base, **match)
+        cells.append((f"client {upstream}", str(c), new, old))
+    e2e = results.get("e2e") or []
+    for c in dict.fromkeys(r["concurrency"] for r in e2e):
+        new, old = (
+            _row(e2e, variant="httpool", concurrency=c),
+            _row(e2e, variant=base, concurrency=c),
+        )
+        cells.append(("e2e", str(c), new, old))
+    rows = [
+        [
+            where,
+            c,
+            _cell(new["rps"]),
+            _cell(old["rps"]),
+            _cell(new["over_baseline"], 2),
+            _by_round(new["over_baseline_rounds"]),
+            _cell(new["over_aiohttp"], 2),
+            _cell(old["over_aiohttp"], 2),
+        ]
+        for where, c, new, old in cells
+        if new and old
+    ]
+    if not rows:
+        return ""
+    groups: dict[str, list[float]] = {}
+    for where, _, new, old in cells:
+        if new and old:
+            groups.setdefault(where, []).extend(new["over_baseline_rounds"])
+    pooled_rows = []
+    for where, ratios in groups.items():
+        mean, low, high = pooled(ratios)
+        interval = f"{low:.2f}-{high:.2f}" if not math.isnan(low) else "n/a"
+        pooled_rows.append([where, "all", f"{mean:.2f}", interval, str(len(ratios))])
+    trees = results.get("trees") or {}
+    lines = [f"httpool against {base} (median of interleaved rounds)"]
+    for label, tree in trees.items():
+        dirty = " + uncommitted changes" if tree.get("uncommitted_changes") else ""
+        lines.append(f"  {label}: {tree['rev']} = {tree['commit'][:12]}{dirty}")
+    headers = ["section", "c", "httpool", base, "new ÷ old", "by round", "new ÷ aiohttp"]
+    pooled_headers = ["section", "c", "new ÷ old", "±2 SE", "rounds"]
+    return (
+        "\n".join(lines)
+        + "\n"
+        + table([*headers, "old ÷ aiohttp"], rows)
+        + "\n\nnew ÷ old pooled over the concurrencies: geometric mean of the per-round "
+        "ratios, ±2 standard errors\n" + table(pooled_headers, pooled_rows)
+    )
+
+
 def render_text(results: dict[str, Any]) -> str:
     """Every section as a text table, then the goals with PASS/FAIL."""
     parts: list[str] = []
@@ -184,6 +294,7 @@ def render_text(results: dict[str, Any]) -> str:
             "First request (median): a fresh client's first call, and its second call\n"
             + table(["client", "runs", "first call ms", "second call ms", "note"], rows)
         )
+    parts += [p for p in (_h2_over_h1(results), _against_baseline(results)) if p]
     goals = results.get("goals") or []
     if goals:
         rows = [
