@@ -246,6 +246,7 @@ def _common(provider: Provider) -> dict[str, Any]:
         "auth": _auth(provider),
         "timeout": provider.timeout,
         "follow_redirects": provider.follow_redirects,
+        "trust_env": provider.trust_env,
     }
 
 
@@ -298,27 +299,54 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
         return spec
     if callable(spec) and not isinstance(spec, str):
         return spec()
+    from ._proxy_transports import check_support, routed
+
+    where = f"Provider({provider.name!r})"
+    routes = _routes(provider, where)
     options: dict[str, Any] = {
         "verify": provider.verify,
         "http2": provider.http2,
         "limits": provider.limits,
+        "trust_env": provider.trust_env,
     }
-    if spec == "httpx":
-        return httpx.AsyncHTTPTransport(**options)
+    if spec == "httpx" or (spec == "httpool" and _running_trio()):
+        if spec == "httpool":
+            _say_trio_fallback(provider)
+        check_support(routes, "httpx", where)
+        return routed(routes, lambda p: httpx.AsyncHTTPTransport(**options, proxy=_httpx(p)))
     if spec == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        aiohttp_transport: httpx.AsyncBaseTransport = AiohttpTransport(**options)
-        return aiohttp_transport
-    if _running_trio():
-        _say_trio_fallback(provider)
-        return httpx.AsyncHTTPTransport(**options)
+        check_support(routes, "aiohttp", where)
+        return routed(
+            routes,
+            lambda p: AiohttpTransport(**options, proxy=_httpx(p, auth_header=True)),
+            auth_on_plain=True,
+        )
     from ._transport import PoolTransport
 
     pool_transport: httpx.AsyncBaseTransport = PoolTransport(
-        **options, max_lifetime=provider.max_lifetime, retry_post=provider.retry_post
+        **options,
+        max_lifetime=provider.max_lifetime,
+        retry_post=provider.retry_post,
     )
     return pool_transport
+
+
+def _routes(provider: Provider, where: str) -> Any:
+    """The provider's proxy routes (its own proxy, else the environment's), or None."""
+    from ._errors import ConfigError
+    from ._proxy import Routes
+
+    try:
+        return Routes.build(provider.proxy, provider.trust_env)
+    except (TypeError, ValueError) as exc:  # a bad proxy in the environment
+        msg = f"{where}: the proxy from the environment is unusable: {exc}"
+        raise ConfigError(msg) from None
+
+
+def _httpx(proxy: Any, auth_header: bool = False) -> httpx.Proxy | None:
+    return None if proxy is None else proxy.as_httpx(auth_header=auth_header)
 
 
 def build_async_client(
@@ -338,7 +366,19 @@ def build_async_client(
 
 def build_sync_client(provider: Provider) -> SyncProviderClient:
     """A new thread-safe `httpx.Client` for `provider` (httpx's own sync transport)."""
-    transport = httpx.HTTPTransport(
-        verify=provider.verify, http2=provider.http2, limits=provider.limits
+    from ._proxy_transports import check_support, routed_sync
+
+    where = f"Provider({provider.name!r})"
+    routes = _routes(provider, where)
+    check_support(routes, "sync", where)
+    transport = routed_sync(
+        routes,
+        lambda p: httpx.HTTPTransport(
+            verify=provider.verify,
+            http2=provider.http2,
+            limits=provider.limits,
+            trust_env=provider.trust_env,
+            proxy=_httpx(p),
+        ),
     )
     return SyncProviderClient(provider, transport=transport, **_common(provider))

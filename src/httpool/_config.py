@@ -9,6 +9,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import httpx
 
+from ._proxy import proxy_label
 from ._secret import MASK, Secret, redact_url
 
 __all__ = [
@@ -90,6 +91,13 @@ class Provider:
         warmup: connections to open at startup, so the first requests skip TCP+TLS
             set-up. A failed warm-up logs a warning and does not stop startup...
         required: ...unless the provider is required: then startup fails.
+        proxy: a proxy for every request: a URL (`http://`, `https://`, `socks5://`,
+            `socks5h://`, `socks4://`, `socks4a://`; credentials as user-info), the same
+            URL as a `Secret`, or an `httpx.Proxy`. Shown masked everywhere.
+        trust_env: as in httpx: without `proxy`, read `HTTP_PROXY`, `HTTPS_PROXY`,
+            `ALL_PROXY` and `NO_PROXY`, and `SSL_CERT_FILE` / `SSL_CERT_DIR`.
+        dns_ttl: seconds a host's DNS answer is shared by new connections (httpool
+            transport); 0 resolves for every connection.
     """
 
     name: str
@@ -110,6 +118,9 @@ class Provider:
     health_path: str | None = None
     warmup: int = 0
     required: bool = False
+    proxy: str | Secret | httpx.Proxy | None = None
+    trust_env: bool = True
+    dns_ttl: float = 10.0
 
     def __post_init__(self) -> None:
         from ._validate import validate_provider
@@ -168,6 +179,8 @@ class Provider:
             shown.append(f"headers={masked!r}")
         if self.auth is not None:
             shown.append(f"auth={MASK!r}")
+        if self.proxy is not None:
+            shown.append(f"proxy={proxy_label(self.proxy)!r}")
         for field in ("timeout", "limits", "http2", "transport"):
             value = getattr(self, field)
             if isinstance(value, str | bool | httpx.Timeout | httpx.Limits):

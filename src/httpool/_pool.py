@@ -17,6 +17,7 @@ import httpx
 from ._clients import build_async_client, build_sync_client
 from ._config import Provider
 from ._errors import ConfigError, PoolClosedError, UnknownProviderError
+from ._proxy_transports import proxy_labels
 from ._secret import install_log_redaction, redact_url
 from ._shutdown import close_clients, drain
 from ._warmup import warm_up
@@ -282,7 +283,8 @@ class ClientPool:
             transport = self._transports.get(name)
             entry: dict[str, Any] = {
                 "base_url": redact_url(provider.base_url) if provider.base_url else None,
-                "transport": type(transport).__name__,
+                "transport": getattr(transport, "transport_name", type(transport).__name__),
+                "proxy": proxy_labels(transport),
                 "http2": provider.http2,
                 "max_connections": provider.limits.max_connections,
                 "closed": client.is_closed,

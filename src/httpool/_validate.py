@@ -66,6 +66,9 @@ def validate_provider(p: Provider) -> dict[str, Any]:
         "health_path": _health_path(where, p.health_path),
         "warmup": _count(where, "warmup", p.warmup),
         "required": _flag(where, "required", p.required),
+        "proxy": _proxy(where, p.proxy),
+        "trust_env": _flag(where, "trust_env", p.trust_env),
+        "dns_ttl": _number(where, "dns_ttl", p.dns_ttl, allow_none=False),
     }
 
 
@@ -271,3 +274,15 @@ def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
             raise _fail(where, "allowed_origins", problem)
         out.append(origin_of(httpx.URL(url)))
     return tuple(out)
+
+
+def _proxy(where: str, value: object) -> object:
+    from ._proxy import parse_proxy
+
+    if value is None:
+        return None
+    try:
+        parse_proxy(value)
+    except (TypeError, ValueError) as exc:  # the message shows the URL masked
+        raise _fail(where, "proxy", str(exc)) from None
+    return value

@@ -62,7 +62,7 @@ def uvicorn_upstream() -> Iterator[tuple[Seen, str]]:
 def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A trustme CA and a certificate for 127.0.0.1 (key in PKCS#8, as granian wants)."""
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert = ca.issue_cert("127.0.0.1", "localhost", "only-the-proxy.test")
     folder: Path = tmp_path_factory.mktemp("tls")
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     cert_file.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))

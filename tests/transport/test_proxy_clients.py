@@ -1,0 +1,135 @@
+"""The issue's table: every transport of a provider, and its sync client, go through the
+proxy the environment or the configuration names (a real forward proxy on loopback).
+
+The target host `only-the-proxy.test` resolves only at the proxy, so an answer proves
+the request went through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import httpool
+
+from ..proxies import ONLY_PROXY_HOST, ProxyLog, serve_proxy
+from ..upstream import Upstream, serve_upstream
+from .conftest import client_context
+
+pytestmark = pytest.mark.anyio
+
+TRANSPORTS = ["httpx", "aiohttp", "sync"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start from no proxy variable."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def proxy() -> Iterator[ProxyLog]:
+    """A forward proxy with CONNECT on 127.0.0.1."""
+    with serve_proxy() as log:
+        yield log
+
+
+@pytest.fixture
+def plain_upstream() -> Iterator[Upstream]:
+    """The test upstream (uvicorn) over plain HTTP."""
+    with serve_upstream() as seen:
+        yield seen
+
+
+def _port(url: str) -> int:
+    port = httpx.URL(url).port
+    assert port is not None
+    return port
+
+
+async def _get(provider: httpool.Provider, kind: str, path: str = "/ok") -> httpx.Response:
+    async with httpool.ClientPool(provider) as pool:
+        if kind == "sync":
+            with pool.sync_client(provider.name) as client:
+                return client.get(path)
+        return await pool.client(provider.name).get(path)
+
+
+def _provider(base_url: str, kind: str, **options: Any) -> httpool.Provider:
+    transport = "httpool" if kind == "sync" else kind
+    if transport == "aiohttp":
+        pytest.importorskip("httpx_aiohttp")
+    return httpool.Provider("p", base_url=base_url, transport=transport, **options)
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_http_target_through_the_environment_proxy(
+    kind: str, proxy: ProxyLog, plain_upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY sends an http:// request through the proxy (absolute form)."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    base = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}"
+    response = await _get(_provider(base, kind), kind)
+    assert response.status_code == 200
+    assert proxy.forwarded == [f"{base}/ok"]
+    assert plain_upstream.requests[-1]["path"] == "/ok"
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_https_target_through_the_environment_proxy(
+    kind: str,
+    proxy: ProxyLog,
+    uvicorn_tls: tuple[Any, str],
+    tls: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPS_PROXY sends an https:// request through a CONNECT tunnel."""
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    base = f"https://{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"
+    verify = client_context(tls, ["http/1.1"])
+    response = await _get(_provider(base, kind, verify=verify, http2=False), kind)
+    assert response.status_code == 200
+    assert proxy.tunnels == [f"{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"]
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_configured_proxy_with_credentials(
+    kind: str, plain_upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Provider(proxy=...)` with user-info authenticates; stats show the proxy masked."""
+    with serve_proxy(auth=("alice", "proxy-pw-1")) as log:
+        url = log.url.replace("http://", "http://alice:proxy-pw-1@")
+        base = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}"
+        provider = _provider(base, kind, proxy=url)
+        async with httpool.ClientPool(provider) as pool:
+            if kind == "sync":
+                with pool.sync_client("p") as client:
+                    response = client.get("/ok")
+            else:
+                response = await pool.client("p").get("/ok")
+                stats = pool.stats()["p"]
+                assert stats["proxy"] == [log.url.replace("http://", "http://***@")]
+                assert "proxy-pw-1" not in repr(stats)
+        assert response.status_code == 200
+        assert log.refused == []
+        assert len(log.forwarded) == 1
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_no_proxy_and_trust_env_false_go_direct(
+    kind: str, proxy: ProxyLog, plain_upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NO_PROXY naming the host, or `trust_env=False`, connect directly: the proxy sees 0."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.0/8")
+    response = await _get(_provider(plain_upstream.url, kind), kind)
+    assert response.status_code == 200
+    monkeypatch.delenv("NO_PROXY")
+    response = await _get(_provider(plain_upstream.url, kind, trust_env=False), kind)
+    assert response.status_code == 200
+    assert proxy.requests == 0
