@@ -192,6 +192,19 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         loop = asyncio.get_running_loop()
         return await self._connect(loop.create_unix_connection(_Protocol, path), timeout)
 
+    async def connect_socket(
+        self,
+        sock: socket.socket,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        """A stream on a socket connected elsewhere (by a SOCKS handshake, Happy Eyeballs)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await self._connect(loop.create_connection(_Protocol, sock=sock), timeout)
+        except BaseException:
+            sock.close()
+            raise
+
     async def _connect(self, connect: Any, seconds: float | None) -> _Stream:
         try:
             async with asyncio.timeout(seconds):

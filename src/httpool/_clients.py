@@ -329,6 +329,7 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
         **options,
         max_lifetime=provider.max_lifetime,
         retry_post=provider.retry_post,
+        proxy=routes,
     )
     return pool_transport
 

@@ -12,6 +12,7 @@ import httpx
 from ._asyncio_backend import AsyncioBackend
 from ._http11 import HTTPTOOLS, HTTP11Connection
 from ._slots import Conn, Inner
+from ._tunnel import forwards, open_via_proxy
 
 logger = logging.getLogger("httpool.transport")
 
@@ -56,10 +57,20 @@ class Dialer:
         timeouts = request.extensions.get("timeout") or {}
         timeout = timeouts.get("connect")
         host = origin.host.decode("ascii")
+        via = conn.origin.via
         delay, left = 0.0, self._retries
         while True:
             try:
-                if self._uds is None:
+                if via is not None:
+                    stream = await open_via_proxy(
+                        self._backend,
+                        via,
+                        origin,
+                        timeout,
+                        local_address=self._local_address,
+                        socket_options=self._socket_options,
+                    )
+                elif self._uds is None:
                     stream = await self._backend.connect_tcp(
                         host,
                         origin.port,
@@ -78,6 +89,7 @@ class Dialer:
                 left -= 1
                 await self._backend.sleep(delay)
                 delay = max(0.5, delay * 2)
+        forward = via is not None and forwards(via, origin.scheme)
         if origin.scheme == b"https":
             sni = request.extensions.get("sni_hostname") or host
             try:
@@ -88,7 +100,7 @@ class Dialer:
         conn.stream = stream
         ssl_object = stream.get_extra_info("ssl_object")
         selected = None if ssl_object is None else ssl_object.selected_alpn_protocol()
-        is_h2 = not self._http1 or selected == "h2"
+        is_h2 = not forward and (not self._http1 or selected == "h2")
         if self._alpn_check and ssl_object is not None and is_h2 != self._http2:
             self._alpn_check = False
             _alpn_warning(conn, self._http2)
@@ -97,6 +109,8 @@ class Dialer:
             return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
         if not HTTPTOOLS:  # pragma: no cover
             return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
+        if forward:  # to the proxy itself: absolute-form targets and its headers
+            return HTTP11Connection(stream, expiry, proxy_headers=via.headers), False
         return HTTP11Connection(stream, expiry), False
 
 

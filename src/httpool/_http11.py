@@ -39,8 +39,14 @@ class HTTP11Connection:
     `has_expired`, `is_idle`, `is_closed`, `aclose`).
     """
 
-    def __init__(self, stream: httpcore.AsyncNetworkStream, keepalive_expiry: float | None) -> None:
+    def __init__(
+        self,
+        stream: httpcore.AsyncNetworkStream,
+        keepalive_expiry: float | None,
+        proxy_headers: tuple[tuple[bytes, bytes], ...] | None = None,
+    ) -> None:
         self._stream = stream
+        self._proxy_headers = proxy_headers  # to a forward proxy: absolute-form targets
         self._expiry = keepalive_expiry
         self._expire_at: float | None = None
         self._state = NEW
@@ -129,9 +135,14 @@ class HTTP11Connection:
         if not TOKEN.fullmatch(method):
             msg = f"Illegal method {request.method!r}"
             raise httpcore.LocalProtocolError(msg)
-        parts = [method, b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+        url, raw = request.url, request.headers.raw
+        target = url.raw_path
+        if self._proxy_headers is not None:
+            target = url.raw_scheme + b"://" + url.netloc + target
+            raw = [*raw, *self._proxy_headers]
+        parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         chunked, length = False, -1
-        for name, value in request.headers.raw:
+        for name, value in raw:
             if (
                 not TOKEN.fullmatch(name)
                 or b"\n" in value

@@ -28,7 +28,7 @@ __all__ = [
 
 H2_MAX_STREAMS = 100  # httpcore's own MAX_CONCURRENT_STREAMS setting caps a connection
 H2_UNSET = 2**31 - 1  # above any value a server may send: h2's "no SETTINGS yet"
-Key = tuple[bytes, bytes, int]
+Key = tuple[Any, ...]  # (scheme, host, port), and the proxy (`_proxy.ProxyConf`) if any
 
 
 class Inner(Protocol):
@@ -59,13 +59,16 @@ class Origin:
 
     __slots__ = (
         "core", "h1_only", "h2_cap", "idle", "idle_n", "key", "label", "open",
-        "pending_h2", "ready", "sharing", "slots", "waiters", "waiting",
+        "pending_h2", "ready", "sharing", "slots", "via", "waiters", "waiting",
     )  # fmt: skip
 
     def __init__(self, key: Key) -> None:
         self.key = key
-        self.core = httpcore.Origin(*key)
+        self.core = httpcore.Origin(*key[:3])
         self.label = f"{key[0].decode()}://{key[1].decode()}:{key[2]}"
+        self.via: Any = key[3] if len(key) > 3 else None  # the proxy, pooled apart
+        if self.via is not None:
+            self.label += f" via {self.via.label}"
         self.idle: deque[Conn] = deque()  # idle HTTP/1.1 connections, newest on the right
         self.ready: dict[Conn, None] = {}  # HTTP/2 connections with a free stream
         self.waiters: OrderedDict[Waiter, None] = OrderedDict()  # all but `fresh` ones

@@ -30,6 +30,8 @@ from ._exchange import (
     send_core,
 )
 from ._http11 import HTTP11Connection
+from ._proxy import Routes
+from ._slots import Key
 
 __all__ = ["PoolTransport"]
 
@@ -92,7 +94,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
             protocols its owner set by ALPN (`context.set_alpn_protocols(["h2",
             "http/1.1"])` for HTTP/2), and the server's choice decides the protocol.
         cert: a client certificate, as in httpx (deprecated there; prefer `verify`).
-        trust_env: read `SSL_CERT_FILE` / `SSL_CERT_DIR` for the default context.
+        trust_env: read `SSL_CERT_FILE` / `SSL_CERT_DIR` for the default context, and
+            the proxy variables when no `proxy` is given.
         http1: offer HTTP/1.1.
         http2: offer HTTP/2 (ALPN on https; prior knowledge on http if `http1=False`).
         limits: `max_connections` across all origins, `max_keepalive_connections`
@@ -106,6 +109,10 @@ class PoolTransport(httpx.AsyncBaseTransport):
         retry_post: also retry non-idempotent requests (POST, PATCH) once when a reused
             connection died before any response byte.
         network_backend: an `httpcore.AsyncNetworkBackend` (for tests).
+        proxy: a proxy for every request (`http://`, `https://`, `socks5://`,
+            `socks5h://`, `socks4://`, `socks4a://` URL, or an `httpx.Proxy`). Without
+            one, and with `trust_env`, the environment's `HTTP_PROXY`, `HTTPS_PROXY`,
+            `ALL_PROXY` and `NO_PROXY` decide, as an `httpx.AsyncClient` reads them.
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         max_lifetime: float | None = None,
         retry_post: bool = False,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
+        proxy: str | httpx.Proxy | Routes | None = None,
     ) -> None:
         if not (http1 or http2):
             msg = "PoolTransport needs http1=True or http2=True"
@@ -133,6 +141,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
             raise ValueError(msg)
         ssl_context = _ssl_context(verify, cert, trust_env, http1=http1, http2=http2)
         self._retry_post = retry_post
+        self._routes = proxy if isinstance(proxy, Routes) else Routes.build(proxy, trust_env)
+        self.proxy_labels = self._routes.describe() if self._routes is not None else []
         dialer = Dialer(
             ssl_context=ssl_context,
             http1=http1,
@@ -167,7 +177,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` on a pooled connection and return the streaming response."""
         self._check_loop()
-        key = pool_key(request)
+        key = pool_key(request) if self._routes is None else self._proxied_key(request)
         timeouts = request.extensions.get("timeout") or {}
         pool_timeout = timeouts.get("pool")
         pool = self._pool
@@ -222,6 +232,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._in_flight -= 1
             raise
+
+    def _proxied_key(self, request: httpx.Request) -> Key:
+        """The pool key of `request` with its proxy: pooled per (proxy, target origin)."""
+        key: Key = pool_key(request)
+        via = self._routes.route(request.url) if self._routes is not None else None
+        return key if via is None else (*key, via)
 
     def _may_retry(self, request: httpx.Request, exc: BaseException) -> bool:
         """Whether a failure on a reused connection, before any response, may be retried."""

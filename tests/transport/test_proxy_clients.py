@@ -21,7 +21,7 @@ from .conftest import client_context
 
 pytestmark = pytest.mark.anyio
 
-TRANSPORTS = ["httpx", "aiohttp", "sync"]
+TRANSPORTS = ["httpool", "httpx", "aiohttp", "sync"]
 
 
 @pytest.fixture(autouse=True)
