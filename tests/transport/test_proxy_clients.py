@@ -133,3 +133,21 @@ async def test_no_proxy_and_trust_env_false_go_direct(
     response = await _get(_provider(plain_upstream.url, kind, trust_env=False), kind)
     assert response.status_code == 200
     assert proxy.requests == 0
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_https_proxy_for_every_transport(
+    kind: str, uvicorn_tls: tuple[Any, str], tls: dict[str, Any]
+) -> None:
+    """An https:// proxy (`httpx.Proxy` with its TLS context) to an https target."""
+    import ssl
+
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tls["cert"], tls["key"])
+    with serve_proxy(tls=server) as log:
+        given = httpx.Proxy(log.url, ssl_context=client_context(tls, ["http/1.1"]))
+        base = f"https://{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"
+        verify = client_context(tls, ["http/1.1"])
+        response = await _get(_provider(base, kind, verify=verify, http2=False, proxy=given), kind)
+    assert response.status_code == 200
+    assert log.tunnels == [f"{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -202,3 +203,37 @@ async def test_cancel_and_read_timeout_inside_a_tunnel_leave_nothing_in_use(
         _idle(transport)
         assert (await client.get("/ok")).status_code == 200
         _idle(transport)
+
+
+@pytest.fixture
+def tls_proxy(tls: dict[str, Any]) -> Iterator[ProxyLog]:
+    """A forward proxy spoken to over TLS (an https:// proxy), certificate by the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls["cert"], tls["key"])
+    with serve_proxy(tls=context) as log:
+        yield log
+
+
+@pytest.mark.parametrize("target", ["http", "https", "h2"])
+async def test_https_proxy(
+    target: str,
+    tls_proxy: ProxyLog,
+    plain_upstream: Upstream,
+    uvicorn_tls: tuple[Any, str],
+    granian_h2: str,
+    tls: dict[str, Any],
+) -> None:
+    """TLS to the proxy itself; for https targets TLS inside that TLS (HTTP/2 too)."""
+    assert tls_proxy.url.startswith("https://")
+    given = httpx.Proxy(tls_proxy.url, ssl_context=client_context(tls, ["http/1.1"]))
+    upstream = {"http": plain_upstream.url, "https": uvicorn_tls[1], "h2": granian_h2}[target]
+    scheme = "http" if target == "http" else "https"
+    url = f"{scheme}://{ONLY_PROXY_HOST}:{_port(upstream)}/"
+    alpn = ["h2", "http/1.1"] if target == "h2" else ["http/1.1"]
+    transport = PoolTransport(proxy=given, http2=True, verify=client_context(tls, alpn))
+    async with httpx.AsyncClient(transport=transport) as client:
+        responses = [await client.get(url) for _ in range(2)]
+        _idle(transport)
+    assert all(r.status_code == 200 for r in responses)
+    assert responses[0].http_version == ("HTTP/2" if target == "h2" else "HTTP/1.1")
+    assert tls_proxy.requests == 1  # one connection to the proxy carried both
