@@ -173,14 +173,30 @@ def _free_port() -> int:
         return port
 
 
+@dataclass
+class PProxy:
+    """A running pproxy: its URL and the file where it logs each connection (`-v`)."""
+
+    url: str
+    log_file: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+
 @contextlib.contextmanager
-def serve_pproxy(scheme: str, auth: str = "") -> Iterator[str]:
-    """Run pproxy's SOCKS server (`socks5` or `socks4`) on 127.0.0.1; yield its URL."""
+def serve_pproxy(scheme: str, folder: Path, auth: str = "") -> Iterator[PProxy]:
+    """Run pproxy's SOCKS server (`socks5` or `socks4`) on 127.0.0.1; yield it."""
     port = _free_port()
     listen = f"{scheme}://127.0.0.1:{port}" + (f"#{auth}" if auth else "")
-    pproxy = Path(sys.executable).parent / "pproxy"
+    # pproxy's own script picks uvloop when installed, and then fails to start on
+    # Python 3.11+ (no current event loop): run it on asyncio's loop
+    start = "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()"
+    log_file = folder / f"pproxy-{port}.log"
+    out = log_file.open("wb")
     process = subprocess.Popen(
-        [str(pproxy), "-l", listen], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-c", start, "-l", listen, "-v"], stdout=out, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 15
@@ -191,7 +207,7 @@ def serve_pproxy(scheme: str, auth: str = "") -> Iterator[str]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("pproxy did not start")
             time.sleep(0.05)
-        yield f"{scheme}://127.0.0.1:{port}"
+        yield PProxy(f"{scheme}://127.0.0.1:{port}", log_file)
     finally:
         process.terminate()
         try:
@@ -199,3 +215,31 @@ def serve_pproxy(scheme: str, auth: str = "") -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        out.close()
+
+
+async def start_socks4a(seen: list[str]) -> asyncio.AbstractServer:
+    """A SOCKS4a server on the running loop (pproxy's SOCKS4 server does not do 4a): it
+    resolves names only it knows (`only-the-proxy.test`) and records each target."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readexactly(8)
+            port = int.from_bytes(head[2:4], "big")
+            await reader.readuntil(b"\0")  # the user id
+            host = socket.inet_ntoa(head[4:8])
+            if head[4:7] == b"\0\0\0":  # 0.0.0.x: the name follows (SOCKS4a)
+                host = (await reader.readuntil(b"\0"))[:-1].decode()
+            seen.append(f"{host}:{port}")
+            address = "127.0.0.1" if host == ONLY_PROXY_HOST else host
+            upstream = await asyncio.open_connection(address, port)
+            writer.write(b"\0\x5a" + head[2:8])
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            writer.write(b"\0\x5b" + b"\0" * 6)
+            writer.close()
+            return
+        pipe = ForwardProxy()._pipe
+        await asyncio.gather(pipe(reader, upstream[1]), pipe(upstream[0], writer))
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)

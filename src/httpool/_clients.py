@@ -325,6 +325,7 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
         )
     from ._transport import PoolTransport
 
+    check_support(routes, "httpool", where)
     pool_transport: httpx.AsyncBaseTransport = PoolTransport(
         **options,
         max_lifetime=provider.max_lifetime,

@@ -16,6 +16,7 @@ from ._proxy import SOCKS, ProxyConf, Routes
 __all__ = ["AsyncRouter", "SyncRouter", "check_support", "proxy_labels", "routed", "routed_sync"]
 
 _SUPPORT = {
+    "httpool": ("http", "https", "socks5", "socks5h", "socks4", "socks4a"),
     "httpx": ("http", "https", "socks5", "socks5h"),
     "aiohttp": ("http", "https"),
     "sync": ("http", "https", "socks5", "socks5h"),
@@ -36,15 +37,23 @@ def check_support(routes: Routes | None, kind: str, where: str) -> None:
                 "use transport='httpool' (the default), which speaks every proxy scheme"
             )
             raise ConfigError(msg)
-        if proxy.scheme in SOCKS and kind != "aiohttp":
+        if proxy.scheme in SOCKS:
             import importlib.util
 
-            if importlib.util.find_spec("socksio") is None:
-                msg = (
-                    f"{where}.proxy: httpx needs the socksio package for {proxy.label}: "
-                    "pip install 'httpx[socks]', or use transport='httpool' (the default)"
-                )
+            module, install = _SOCKS_LIBRARY["httpool" if kind == "httpool" else "httpx"]
+            if importlib.util.find_spec(module) is None:
+                msg = f"{where}.proxy: {proxy.label} needs the {module} package: {install}"
                 raise ConfigError(msg)
+
+
+_SOCKS_LIBRARY = {
+    "httpool": ("python_socks", "pip install 'httpool[socks]'"),
+    "httpx": (
+        "socksio",
+        "pip install 'httpx[socks]', or use transport='httpool' (the default) with "
+        "pip install 'httpool[socks]'",
+    ),
+}
 
 
 def _labels(routes: Routes) -> list[str]:

@@ -59,8 +59,9 @@ async def open_via_proxy(
 ) -> httpcore.AsyncNetworkStream:
     """A stream to the target through `via` (or to `via` itself for a forwarded request)."""
     if via.scheme in SOCKS:
-        msg = f"the proxy {via.label}: SOCKS proxies are not supported yet"
-        raise httpcore.ProxyError(msg)
+        from ._socks import open_socks
+
+        return await open_socks(via, origin, seconds, local_address=local_address)
     try:
         stream = await backend.connect_tcp(
             via.host,
