@@ -313,11 +313,13 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
         if spec == "httpool":
             _say_trio_fallback(provider)
         check_support(routes, "httpx", where)
+        options["verify"] = _verify(provider)
         return routed(routes, lambda p: httpx.AsyncHTTPTransport(**options, proxy=_httpx(p)))
     if spec == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
         check_support(routes, "aiohttp", where)
+        options["verify"] = _verify(provider)
         return routed(
             routes,
             lambda p: AiohttpTransport(**options, proxy=_httpx(p, auth_header=True)),
@@ -345,6 +347,18 @@ def _routes(provider: Provider, where: str) -> Any:
     except (TypeError, ValueError) as exc:  # a bad proxy in the environment
         msg = f"{where}: the proxy from the environment is unusable: {exc}"
         raise ConfigError(msg) from None
+
+
+def _verify(provider: Provider) -> Any:
+    """`verify` for httpx's and aiohttp's transports: `"system"` becomes a truststore context.
+
+    httpool's own transport takes `"system"` as it is and offers its ALPN protocols.
+    """
+    if provider.verify == "system":
+        from ._truststore import system_context
+
+        return system_context()
+    return provider.verify
 
 
 def _httpx(proxy: Any, auth_header: bool = False) -> httpx.Proxy | None:
@@ -376,7 +390,7 @@ def build_sync_client(provider: Provider) -> SyncProviderClient:
     transport = routed_sync(
         routes,
         lambda p: httpx.HTTPTransport(
-            verify=provider.verify,
+            verify=_verify(provider),
             http2=provider.http2,
             limits=provider.limits,
             trust_env=provider.trust_env,

@@ -74,7 +74,9 @@ class Provider:
         http2: offer HTTP/2 (ALPN) on https origins; plain http stays on HTTP/1.1.
         follow_redirects: as in httpx; off by default.
         verify: TLS verification as in httpx (`True`, a CA bundle path or an
-            `ssl.SSLContext`). Turning it off logs a warning when the client is made.
+            `ssl.SSLContext`), or `"system"`: the operating system's trust store (a
+            company CA installed in the OS; needs `httpool[truststore]`). Turning it
+            off logs a warning when the client is made.
         event_hooks: httpx event hooks, `{"request": [...], "response": [...]}`.
         transport: `"httpool"` (the default, httpool's `PoolTransport`), `"httpx"`
             (httpx's own pool), `"aiohttp"` (needs `httpool[aiohttp]`), an

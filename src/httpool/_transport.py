@@ -32,6 +32,7 @@ from ._exchange import (
 from ._http11 import HTTP11Connection
 from ._proxy import Routes
 from ._slots import Key
+from ._truststore import SYSTEM, system_context
 
 __all__ = ["PoolTransport"]
 
@@ -71,7 +72,12 @@ def _ssl_context(
             )
             raise ValueError(msg)
         return verify
-    context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+    if verify == SYSTEM:  # the OS trust store, through truststore
+        context = system_context()
+        if cert is not None:
+            context.load_cert_chain(*((cert,) if isinstance(cert, str) else cert))
+    else:
+        context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
     context.set_alpn_protocols(
         ["h2"] if not http1 else ["http/1.1", "h2"] if http2 else ["http/1.1"]
     )
@@ -90,7 +96,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
     Arguments:
         verify: TLS verification as in httpx: `True`, a CA bundle path, `False`, or an
-            `ssl.SSLContext`. A context given here is never changed: it offers the
+            `ssl.SSLContext`; or `"system"`, the operating system's trust store (needs
+            `httpool[truststore]`). A context given here is never changed: it offers the
             protocols its owner set by ALPN (`context.set_alpn_protocols(["h2",
             "http/1.1"])` for HTTP/2), and the server's choice decides the protocol.
         cert: a client certificate, as in httpx (deprecated there; prefer `verify`).

@@ -196,6 +196,12 @@ def _flag(where: str, field: str, value: object) -> bool:
 
 
 def _verify(where: str, value: object) -> object:
+    from ._truststore import MISSING, SYSTEM, available
+
+    if value == SYSTEM:
+        if not available():
+            raise _fail(where, "verify", MISSING)
+        return value
     if isinstance(value, str):
         if not value or not os.path.exists(value):
             problem = (
@@ -208,7 +214,8 @@ def _verify(where: str, value: object) -> object:
         return value
     if isinstance(value, bool | ssl.SSLContext):
         return value
-    raise _fail(where, "verify", "expected True, False, a CA bundle path or an ssl.SSLContext")
+    problem = "expected True, False, 'system', a CA bundle path or an ssl.SSLContext"
+    raise _fail(where, "verify", problem)
 
 
 def _event_hooks(where: str, value: object) -> object:
