@@ -15,6 +15,8 @@ from typing import Any
 
 import httpcore
 
+from ._dns import HAPPY_EYEBALLS_DELAY, DNSCache, happy_eyeballs, is_ip
+
 __all__ = ["AsyncioBackend"]
 
 HIGH_WATER = 256 * 1024  # pause reading when this much is buffered
@@ -164,7 +166,25 @@ class _Stream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend on plain asyncio transports."""
+    """An httpcore network backend on plain asyncio transports.
+
+    With a `DNSCache`, a host name is resolved through it and connected by Happy
+    Eyeballs over its addresses; without, asyncio resolves it for each connection and
+    does Happy Eyeballs itself (`happy_eyeballs_delay`).
+    """
+
+    def __init__(self, dns: DNSCache | None = None) -> None:
+        self._dns = dns
+
+    async def _cached(self, host: str, port: int, local: str | None) -> tuple[Any, Any]:
+        assert self._dns is not None
+        addresses = await self._dns.lookup(host, port)
+        sock = await happy_eyeballs(addresses, local)
+        try:
+            return await asyncio.get_running_loop().create_connection(_Protocol, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
     async def connect_tcp(
         self,
@@ -176,7 +196,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local = (local_address, 0) if local_address else None
-        connect = loop.create_connection(_Protocol, host, port, local_addr=local)
+        if self._dns is not None and not is_ip(host):
+            connect = self._cached(host, port, local_address)
+        else:
+            connect = loop.create_connection(
+                _Protocol, host, port, local_addr=local, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
+            )
         stream = await self._connect(connect, timeout)
         sock = stream.get_extra_info("socket")
         for option in socket_options or ():

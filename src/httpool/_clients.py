@@ -333,6 +333,7 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
         max_lifetime=provider.max_lifetime,
         retry_post=provider.retry_post,
         proxy=routes,
+        dns_ttl=provider.dns_ttl,
     )
     return pool_transport
 

@@ -10,6 +10,7 @@ import httpcore
 import httpx
 
 from ._asyncio_backend import AsyncioBackend
+from ._dns import DNSCache
 from ._http11 import HTTPTOOLS, HTTP11Connection
 from ._slots import Conn, Inner
 from ._tunnel import forwards, open_via_proxy
@@ -39,6 +40,7 @@ class Dialer:
         keepalive_expiry: float | None,
         given_context: bool = False,
         http2: bool = False,
+        dns: DNSCache | None = None,
     ) -> None:
         self._ssl = ssl_context
         self._http1 = http1
@@ -46,7 +48,7 @@ class Dialer:
         self._local_address = local_address
         self._uds = uds
         self._socket_options = list(socket_options) if socket_options is not None else None
-        self._backend = network_backend if network_backend is not None else AsyncioBackend()
+        self._backend = network_backend if network_backend is not None else AsyncioBackend(dns)
         self._expiry = keepalive_expiry
         self._alpn_check = given_context and http1  # the caller's context decides ALPN
         self._http2 = http2

@@ -20,6 +20,7 @@ import httpx
 
 from ._connections import Conn, Pool, TransportClosedError
 from ._dial import Dialer, SocketOption
+from ._dns import DNSCache, Resolver
 from ._exchange import (
     Body,
     ResponseStream,
@@ -39,6 +40,7 @@ __all__ = ["PoolTransport"]
 logger = logging.getLogger("httpool.transport")
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's
+DEFAULT_DNS_TTL = 10.0  # seconds a host's addresses are shared by new connections
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_ATTEMPTS = 12  # one stale-connection retry, the rest for streams refused by GOAWAY
 
@@ -120,6 +122,13 @@ class PoolTransport(httpx.AsyncBaseTransport):
             `socks5h://`, `socks4://`, `socks4a://` URL, or an `httpx.Proxy`). Without
             one, and with `trust_env`, the environment's `HTTP_PROXY`, `HTTPS_PROXY`,
             `ALL_PROXY` and `NO_PROXY` decide, as an `httpx.AsyncClient` reads them.
+        dns_ttl: seconds a host's DNS answer is shared by the connections opened
+            meanwhile (one lookup for a burst); 0 resolves for each connection.
+            Either way a name with IPv6 and IPv4 addresses is connected by Happy
+            Eyeballs (RFC 8305).
+        resolver: an async `(host, port) -> [(family, sockaddr), ...]` used instead of
+            the system's resolver (for tests, or a DNS client of your own); its answers
+            are cached for `dns_ttl` too.
     """
 
     def __init__(
@@ -139,6 +148,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         retry_post: bool = False,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
         proxy: str | httpx.Proxy | Routes | None = None,
+        dns_ttl: float = DEFAULT_DNS_TTL,
+        resolver: Resolver | None = None,
     ) -> None:
         if not (http1 or http2):
             msg = "PoolTransport needs http1=True or http2=True"
@@ -148,6 +159,10 @@ class PoolTransport(httpx.AsyncBaseTransport):
             raise ValueError(msg)
         ssl_context = _ssl_context(verify, cert, trust_env, http1=http1, http2=http2)
         self._retry_post = retry_post
+        if dns_ttl < 0:
+            msg = f"dns_ttl must be seconds >= 0 (0 turns the DNS cache off), not {dns_ttl!r}"
+            raise ValueError(msg)
+        self.dns = DNSCache(dns_ttl, resolver) if dns_ttl > 0 or resolver is not None else None
         self._routes = proxy if isinstance(proxy, Routes) else Routes.build(proxy, trust_env)
         self.proxy_labels = self._routes.describe() if self._routes is not None else []
         dialer = Dialer(
@@ -161,6 +176,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             keepalive_expiry=limits.keepalive_expiry,
             given_context=ssl_context is verify,
             http2=http2,
+            dns=self.dns,
         )
         self._pool = Pool(
             max_connections=limits.max_connections,
