@@ -178,3 +178,21 @@ def test_proxy_credentials_never_reach_a_log(caplog: pytest.LogCaptureFixture) -
     assert token.split()[1] not in caplog.text
     assert "log-s3cret-pw" not in caplog.text
     assert "***" in caplog.text
+
+
+def test_providers_from_env_takes_a_proxy_per_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPOOL_<NAME>_PROXY, _TRUST_ENV and _DNS_TTL set the provider's fields; the proxy
+    URL is kept as a Secret and a bad one is reported masked, naming the variable."""
+    monkeypatch.setenv("HTTPOOL_OPENAI_BASE_URL", "https://api.openai.com/v1")
+    monkeypatch.setenv("HTTPOOL_OPENAI_PROXY", "http://alice:env-proxy-pw@proxy:3128")
+    monkeypatch.setenv("HTTPOOL_OPENAI_TRUST_ENV", "false")
+    monkeypatch.setenv("HTTPOOL_OPENAI_DNS_TTL", "0")
+    [provider] = httpool.providers_from_env(["openai"])
+    assert isinstance(provider.proxy, httpool.Secret)
+    assert provider.trust_env is False
+    assert provider.dns_ttl == 0
+    assert "env-proxy-pw" not in repr(provider)
+    monkeypatch.setenv("HTTPOOL_OPENAI_PROXY", "ftp://alice:env-proxy-pw@proxy:21")
+    with pytest.raises(httpool.ConfigError, match="HTTPOOL_OPENAI_PROXY") as info:
+        httpool.providers_from_env(["openai"])
+    assert "env-proxy-pw" not in str(info.value)

@@ -71,6 +71,9 @@ class ProviderSettings(BaseSettings):
     follow_redirects: bool | None = None
     required: bool | None = None
     allowed_origins: str | list[str] | None = None
+    proxy: SecretStr | None = None
+    trust_env: bool | None = None
+    dns_ttl: Seconds | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -87,7 +90,10 @@ class ProviderSettings(BaseSettings):
 
 FIELDS: Final = tuple(ProviderSettings.model_fields)
 #: Settings passed to `Provider(...)` as they are.
-_PLAIN: Final = "transport health_path warmup max_lifetime retry_post follow_redirects required"
+_PLAIN: Final = (
+    "transport health_path warmup max_lifetime retry_post follow_redirects required "
+    "trust_env dns_ttl"
+)
 #: What to say for each kind of pydantic error (matched on the start of its type).
 _PROBLEMS: Final = {
     "int": "expected a whole number",
@@ -314,6 +320,8 @@ class _Sources:
             header, key = s.auth_header or "Authorization", s.api_key.get_secret_value()
             bearer = header.lower() == "authorization"
             options["headers"] = {header: Secret(f"Bearer {key}" if bearer else key)}
+        if s.proxy is not None:  # a URL that may carry credentials: kept as a Secret
+            options["proxy"] = Secret(s.proxy.get_secret_value())
         overrides = {k: getattr(s, k) for k in OVERRIDES if getattr(s, k) is not None}
         if s.max_connections_total is not None:
             budget = httpx.Limits(max_connections=s.max_connections_total)
