@@ -198,10 +198,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local = (local_address, 0) if local_address else None
         if self._dns is not None and not is_ip(host):
             connect = self._cached(host, port, local_address)
-        else:
+        elif isinstance(loop, asyncio.BaseEventLoop):  # asyncio's own loops
             connect = loop.create_connection(
                 _Protocol, host, port, local_addr=local, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
             )
+        else:  # uvloop takes no happy_eyeballs_delay: it tries the addresses in turn
+            connect = loop.create_connection(_Protocol, host, port, local_addr=local)
         stream = await self._connect(connect, timeout)
         sock = stream.get_extra_info("socket")
         for option in socket_options or ():

@@ -197,3 +197,18 @@ def test_provider_dns_ttl_is_validated() -> None:
         with pytest.raises(httpool.ConfigError, match=r"Provider\('p'\)\.dns_ttl"):
             httpool.Provider("p", base_url="https://api.example.com", dns_ttl=bad)  # type: ignore[arg-type]
     assert httpool.Provider("p", base_url="https://api.example.com", dns_ttl=0).dns_ttl == 0
+
+
+def test_dns_off_and_on_under_uvloop(plain_upstream: Upstream) -> None:
+    """uvloop's create_connection takes no happy_eyeballs_delay: both paths still connect."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def go() -> list[int]:
+        codes = []
+        for ttl in (0, 10):
+            async with httpx.AsyncClient(transport=PoolTransport(dns_ttl=ttl)) as client:
+                response = await client.get(f"http://localhost:{_port(plain_upstream.url)}/ok")
+                codes.append(response.status_code)
+        return codes
+
+    assert uvloop.run(go()) == [200, 200]
