@@ -148,17 +148,14 @@ def test_a_bad_environment_proxy_fails_at_client_build(monkeypatch: pytest.Monke
     assert "env-s3cret" not in str(info.value)
 
 
-def test_aiohttp_refuses_socks_naming_the_limitation() -> None:
-    """The aiohttp transport speaks HTTP proxies only: a SOCKS proxy is a clear ConfigError."""
+def test_aiohttp_refuses_an_environment_socks_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aiohttp transport speaks HTTP proxies only: a SOCKS proxy from the environment
+    is a clear ConfigError when the client is built, naming the limitation, masked."""
     pytest.importorskip("httpx_aiohttp")
     from httpool._clients import make_transport
 
-    provider = httpool.Provider(
-        "p",
-        base_url="https://api.example.com",
-        transport="aiohttp",
-        proxy="socks5://user:sock-pw@127.0.0.1:1080",
-    )
+    monkeypatch.setenv("ALL_PROXY", "socks5://user:sock-pw@127.0.0.1:1080")
+    provider = httpool.Provider("p", base_url="https://api.example.com", transport="aiohttp")
     with pytest.raises(httpool.ConfigError, match="aiohttp transport cannot use") as info:
         make_transport(provider)
     assert "sock-pw" not in str(info.value)
@@ -196,3 +193,28 @@ def test_providers_from_env_takes_a_proxy_per_provider(monkeypatch: pytest.Monke
     with pytest.raises(httpool.ConfigError, match="HTTPOOL_OPENAI_PROXY") as info:
         httpool.providers_from_env(["openai"])
     assert "env-proxy-pw" not in str(info.value)
+
+
+def test_a_mock_transport_replaces_a_proxied_one() -> None:
+    """Tests swap a proxied provider's transport for a mock: the mock answers."""
+    from httpool.testing import override_transport
+
+    provider = httpool.Provider("p", base_url="https://a.example", proxy="http://p:1")
+    pool = httpool.ClientPool(provider)
+    with override_transport(pool, "p", lambda request: httpx.Response(204)):
+        import asyncio
+
+        async def call() -> int:
+            async with pool:
+                return (await pool.client("p").get("/")).status_code
+
+        assert asyncio.run(call()) == 204
+
+
+def test_aiohttp_with_a_socks_proxy_fails_at_construction() -> None:
+    """A SOCKS proxy given to an aiohttp provider fails when the provider is made."""
+    pytest.importorskip("httpx_aiohttp")
+    with pytest.raises(httpool.ConfigError, match="aiohttp transport cannot use"):
+        httpool.Provider(
+            "p", base_url="https://a.example", transport="aiohttp", proxy="socks5://p:1080"
+        )

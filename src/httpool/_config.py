@@ -95,7 +95,9 @@ class Provider:
         required: ...unless the provider is required: then startup fails.
         proxy: a proxy for every request: a URL (`http://`, `https://`, `socks5://`,
             `socks5h://`, `socks4://`, `socks4a://`; credentials as user-info), the same
-            URL as a `Secret`, or an `httpx.Proxy`. Shown masked everywhere.
+            URL as a `Secret`, or an `httpx.Proxy`. Shown masked everywhere. It applies
+            to the named transports; a transport given as an object (a mock in tests)
+            is used as it is.
         trust_env: as in httpx: without `proxy`, read `HTTP_PROXY`, `HTTPS_PROXY`,
             `ALL_PROXY` and `NO_PROXY`, and `SSL_CERT_FILE` / `SSL_CERT_DIR`.
         dns_ttl: seconds a host's DNS answer is shared by new connections (httpool

@@ -39,7 +39,10 @@ ProxySpec = str | httpx.Proxy | Secret | Any  # Any: httpx2.Proxy, read by its p
 class ProxyConf:
     """One proxy: where it is, how to authenticate, and how it is shown (masked)."""
 
-    __slots__ = ("_auth", "headers", "host", "label", "port", "scheme", "ssl_context", "url")
+    __slots__ = (
+        "_auth", "_hash", "_key", "headers", "host", "label", "port", "scheme", "ssl_context",
+        "url",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -64,6 +67,9 @@ class ProxyConf:
         self.headers = tuple(extra)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.label = f"{self.scheme}://{MASK + '@' if auth else ''}{host}:{self.port}"
+        # part of the pool key of every request through it: hashed once
+        self._key = (str(self.url), auth, self.headers, id(ssl_context))
+        self._hash = hash(self._key)
 
     @property
     def auth(self) -> tuple[str, str] | None:
@@ -85,14 +91,11 @@ class ProxyConf:
             extra = [(k, v) for k, v in self.headers if k.lower() != b"proxy-authorization"]
         return httpx.Proxy(url, headers=extra or None, ssl_context=self.ssl_context)
 
-    def _key(self) -> tuple[object, ...]:
-        return (str(self.url), self._auth, self.headers, id(self.ssl_context))
-
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ProxyConf) and other._key() == self._key()
+        return self is other or (isinstance(other, ProxyConf) and other._key == self._key)
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return self._hash
 
     def __repr__(self) -> str:
         return f"ProxyConf({self.label!r})"

@@ -66,7 +66,7 @@ def validate_provider(p: Provider) -> dict[str, Any]:
         "health_path": _health_path(where, p.health_path),
         "warmup": _count(where, "warmup", p.warmup),
         "required": _flag(where, "required", p.required),
-        "proxy": _proxy(where, p.proxy),
+        "proxy": _proxy(where, p.proxy, p.transport),
         "trust_env": _flag(where, "trust_env", p.trust_env),
         "dns_ttl": _number(where, "dns_ttl", p.dns_ttl, allow_none=False),
     }
@@ -283,13 +283,16 @@ def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _proxy(where: str, value: object) -> object:
-    from ._proxy import parse_proxy
+def _proxy(where: str, value: object, transport: object) -> object:
+    from ._proxy import Routes
+    from ._proxy_transports import check_support
 
     if value is None:
         return None
     try:
-        parse_proxy(value)
+        routes = Routes.build(value, trust_env=False)
     except (TypeError, ValueError) as exc:  # the message shows the URL masked
         raise _fail(where, "proxy", str(exc)) from None
+    if isinstance(transport, str):  # a transport given as an object is used as it is
+        check_support(routes, transport, where)
     return value
