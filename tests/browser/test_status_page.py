@@ -170,3 +170,28 @@ def test_status_page_shows_live_gauges(upstream: Upstream, browser: Any, tmp_pat
     if os.environ.get("HTTPOOL_UPDATE_SCREENSHOT") == "1":
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+
+def test_status_page_shows_each_providers_proxy_masked(upstream: Upstream, browser: Any) -> None:
+    """A provider that goes through a proxy says so on its card, its credentials masked;
+    a direct one shows no proxy."""
+    from ..proxies import serve_proxy
+
+    with serve_proxy(auth=("alice", "page-proxy-pw")) as proxy:
+        secret = proxy.url.replace("http://", "http://alice:page-proxy-pw@")
+        app = FastAPI(
+            lifespan=httpool.lifespan(
+                httpool.Provider("via", base_url=upstream.url, proxy=secret),
+                httpool.Provider("direct", base_url=upstream.url, trust_env=False),
+            )
+        )
+        app.include_router(httpool.router(prefix="/httpool"))
+        with serve_app(app) as url:
+            browser.get(f"{url}/httpool/")
+            wait = WebDriverWait(browser, 10, poll_frequency=0.1)
+            masked = proxy.url.replace("http://", "via http://***@")
+            wait.until(lambda d: text_of(d, "via", "proxy") == masked)
+            direct = '[data-provider="direct"] [data-field="proxy"]'
+            assert not browser.find_element(By.CSS_SELECTOR, direct).is_displayed()
+            assert "page-proxy-pw" not in browser.page_source
+            assert "page-proxy-pw" not in httpx.get(f"{url}/httpool/stats").text
