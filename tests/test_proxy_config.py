@@ -218,3 +218,18 @@ def test_aiohttp_with_a_socks_proxy_fails_at_construction() -> None:
         httpool.Provider(
             "p", base_url="https://a.example", transport="aiohttp", proxy="socks5://p:1080"
         )
+
+
+def test_an_httpx2_proxy_is_taken_too() -> None:
+    """httpx2's `Proxy` (the maintained fork's twin) configures a provider like httpx's."""
+    httpx2 = pytest.importorskip("httpx2")
+    given = httpx2.Proxy("https://erin:pw-x2@proxy:8443", headers={"X-Team": "b"})
+    provider = httpool.Provider("p", base_url="https://a.example", proxy=given)
+    conf = parse_proxy(provider.proxy)
+    assert (conf.scheme, conf.host, conf.port, conf.auth) == (
+        "https",
+        "proxy",
+        8443,
+        ("erin", "pw-x2"),
+    )
+    assert "pw-x2" not in repr(provider)
