@@ -13,7 +13,9 @@ locations:
   process (uvicorn in a thread) when `upstream=True`: it counts each request by the
   `x-request-id` header the test sends (`nginx.upstream.runs[id]`), so "ran twice" and
   "ran but reported failed" are measured. `/upstream/...?delay=0.5` answers after half
-  a second; the body is `<method> <id> <bytes of request body>`.
+  a second; the body is `<method> <id> <bytes of request body>`. nginx buffers the
+  request body before passing it on, and never passes a request on twice
+  (`proxy_next_upstream off`), so a count of 2 means the client sent it twice.
 
 Every response carries `X-Conn` (nginx's connection serial number) and
 `X-Conn-Requests` (requests served on that connection so far), so a test can tell
@@ -28,9 +30,17 @@ Per-test settings are keyword arguments of `run_nginx` (`keepalive_requests`,
         async with httpx.AsyncClient(transport=PoolTransport()) as client:
             await client.get(nginx.http_url + "/file.bin")
 
-    def test_other(start_nginx: StartNginx) -> None:          # per-test settings
+    async def test_other(start_nginx: StartNginx) -> None:    # per-test settings
         server = start_nginx(keepalive_requests=5, upstream=True)
-        ...  # https: PoolTransport(http2=True, verify=server.ssl_context())
+        transport = PoolTransport(http2=True, verify=server.ssl_context())
+        async with httpx.AsyncClient(transport=transport, base_url=server.https_url) as c:
+            await c.post("/upstream/x", content=b"{}", headers={"x-request-id": "p1"})
+        assert server.upstream.runs["p1"] == 1                 # ran exactly once
+
+`start_nginx` may be called more than once in a test (each nginx gets its own folder
+and ports); all are stopped when the test ends. In `tests/transport`, the fixtures are
+found through `tests/conftest.py`; `Nginx` and `StartNginx` are imported from
+`tests.nginx` for the annotations.
 
 Outside pytest, `with run_nginx(tmp_dir, ...) as server:`. When nginx is not installed
 the fixtures skip the test (`.ci/run` installs it, so CI runs them).
@@ -200,11 +210,19 @@ def render_config(
     user = "user root root;" if os.geteuid() == 0 else ""  # workers must read the tmp dir
     upstream_block = proxy = ""
     if upstream_port is not None:
-        upstream_block = f"upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 16; }}"
+        # Idle upstream connections are closed by nginx (10 s) before uvicorn does (30 s),
+        # and nginx never passes a request on a second time: a request the upstream ran
+        # twice was sent twice by the client.
+        upstream_block = f"""upstream app {{
+            server 127.0.0.1:{upstream_port};
+            keepalive 16;
+            keepalive_timeout 10s;
+        }}"""
         proxy = """location /upstream/ {
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_next_upstream off;
         }"""
     locations = f"""
         root {root};
