@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from httpool._transport import PoolTransport
 
-from ..nginx import Nginx, StartNginx
+from ..nginx import Nginx, StartNginx, nginx_binary, run_nginx
 from .conftest import assert_clean
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nginx]
@@ -211,3 +213,21 @@ async def test_http2_is_negotiated_over_tls(nginx: Nginx) -> None:
     assert {r.http_version for r in answers} == {"HTTP/2"}
     assert all(r.content == data for r in answers)
     assert {entry["protocol"] for entry in nginx.access_log()} == {"HTTP/2.0"}
+
+
+def test_the_fixture_stops_nginx(tmp_path: Path) -> None:
+    """`run_nginx` leaves no process and no listening port behind."""
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed (apt-get install nginx); .ci/run installs it")
+    with run_nginx(tmp_path, upstream=True) as nginx:
+        pid = int((nginx.prefix / "nginx.pid").read_text())
+        port = int(nginx.http_url.rsplit(":", 1)[1])
+        os.kill(pid, 0)  # running
+        assert nginx.upstream is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", port), timeout=1),
+    ):
+        pass
