@@ -4,11 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install run test lint typecheck pytest docs docs-serve bench stress clean
+.PHONY: help install run test lint typecheck pytest conformance docs docs-serve bench stress clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve the example app on http://127.0.0.1:8000"
 	@echo "make test   - install, lint, type check and run the tests"
+	@echo "make conformance - httpx's own test suite on PoolTransport, and the tests against nginx"
 	@echo "make lint | typecheck | docs | bench | stress | clean"
 
 $(BIN)/python:
@@ -36,6 +37,11 @@ pytest: install
 
 test: lint typecheck pytest
 
+conformance: install
+	$(BIN)/python -m pip install --quiet -e ".[conformance]"
+	$(BIN)/python -m tests.conformance
+	$(BIN)/pytest -m nginx
+
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m bench
@@ -50,4 +56,4 @@ docs-serve: install
 	$(BIN)/mkdocs serve
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage .cache
