@@ -156,9 +156,14 @@ class Nginx:
     upstream: CountingUpstream | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
-        """A client SSL context that trusts this nginx's certificate."""
+        """A client SSL context that trusts this nginx's certificate and offers h2.
+
+        httpool never changes a context it is given, so the context offers HTTP/2 by
+        ALPN itself, as a caller's context for an `http2=True` transport must.
+        """
         context = ssl.create_default_context()
         self.ca.configure_trust(context)
+        context.set_alpn_protocols(["h2", "http/1.1"])
         return context
 
     def access_log(self) -> list[dict[str, str]]:
