@@ -43,3 +43,35 @@ def _docs_examples_call_the_stub(
 
     monkeypatch.setattr(_clients, "make_transport", to_stub)
     yield
+
+
+@pytest.fixture
+def page_files(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """For a block marked `fixture:page_files`: what its page shows around it, set up.
+
+    Every fence of the page with a `title="<file name>"` (and not Python) is written to
+    a temporary directory, which becomes the working directory; every `export NAME=value`
+    line of the page's `bash` fences is set in the environment. So the block runs on
+    the files and variables the reader sees, not on copies kept here.
+    """
+    import re
+    import shlex
+
+    from markdown_it import MarkdownIt
+
+    page = request.node.path.read_text(encoding="utf-8")
+    for token in MarkdownIt("commonmark").parse(page):
+        if token.type != "fence":
+            continue
+        info = token.info.strip("{} ")
+        title = re.search(r'title="([^"]+)"', info)
+        if title and not info.lstrip(".").startswith("python"):
+            (tmp_path / title.group(1)).write_text(token.content, encoding="utf-8")
+        if info.split()[:1] == ["bash"]:
+            for line in token.content.splitlines():
+                if line.startswith("export "):
+                    name, _, value = line.removeprefix("export ").partition("=")
+                    monkeypatch.setenv(name, shlex.split(value)[0] if value else "")
+    monkeypatch.chdir(tmp_path)
