@@ -42,6 +42,12 @@ def _docs_examples_call_the_stub(
         return make_transport(provider)  # the block's own transport: a MockTransport...
 
     monkeypatch.setattr(_clients, "make_transport", to_stub)
+    try:
+        import prometheus_client
+    except ImportError:
+        pass
+    else:  # a block that registers a collector does so in a registry of its own
+        monkeypatch.setattr(prometheus_client, "REGISTRY", prometheus_client.CollectorRegistry())
     yield
 
 

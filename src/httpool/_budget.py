@@ -22,7 +22,7 @@ def per_worker(limits: httpx.Limits, workers: int | None = None) -> httpx.Limits
     """`limits` meant for the whole deployment, divided among its worker processes.
 
     ```python
-    limits = httpool.per_worker(httpx.Limits(max_connections=400, max_keepalive_connections=400))
+    limits = httpool.per_worker(httpool.limits(max_connections=400))
     ```
 
     `max_connections` and `max_keepalive_connections` are divided by `workers`, by
