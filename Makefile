@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.example-stamp
 
 .PHONY: help install run test lint typecheck pytest conformance docs docs-serve bench stress clean
 
@@ -22,7 +23,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-run: install
+# `make run` installs only what the example app needs (the `example` extra), with pip's
+# progress shown, then serves it; the banner prints the URLs once it listens.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "Installing httpool and the example app's few dependencies into $(VENV)..."
+	$(BIN)/python -m pip install --progress-bar on -e ".[example]"
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/python -m example_app
 
 lint: install

@@ -308,6 +308,9 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
     if spec == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
+        # aiohttp speaks HTTP/1.1 only; asked for HTTP/2 (httpool's default), it logs a
+        # warning on the root logger for every client. `http2` means "offer it": no offer.
+        options["http2"] = False
         aiohttp_transport: httpx.AsyncBaseTransport = AiohttpTransport(**options)
         return aiohttp_transport
     if _running_trio():
