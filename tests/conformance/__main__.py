@@ -4,4 +4,5 @@ import sys
 
 from .suite import main
 
-sys.exit(main())
+if __name__ == "__main__":  # pytest-markdown-docs imports every module for its docstrings
+    sys.exit(main())
