@@ -9,7 +9,7 @@ import httpcore
 import httpx
 
 from ._asyncio_backend import AsyncioBackend
-from ._http11 import HTTPTOOLS, HTTP11Connection
+from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
 from ._slots import Conn, Inner
 
 __all__ = ["Dialer", "SocketOption"]
@@ -33,6 +33,8 @@ class Dialer:
         socket_options: Iterable[SocketOption] | None,
         network_backend: httpcore.AsyncNetworkBackend | None,
         keepalive_expiry: float | None,
+        max_head_size: int = MAX_HEAD_SIZE,
+        max_headers: int = MAX_HEADERS,
     ) -> None:
         self._ssl = ssl_context
         self._http1 = http1
@@ -42,6 +44,8 @@ class Dialer:
         self._socket_options = list(socket_options) if socket_options is not None else None
         self._backend = network_backend if network_backend is not None else AsyncioBackend()
         self._expiry = keepalive_expiry
+        self._max_head = max_head_size
+        self._max_headers = max_headers
 
     async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
         """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
@@ -86,6 +90,7 @@ class Dialer:
         expiry = self._expiry
         if is_h2:
             return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
-        if not HTTPTOOLS:  # pragma: no cover
-            return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
-        return HTTP11Connection(stream, expiry), False
+        h1 = HTTP11Connection(
+            stream, expiry, max_head_size=self._max_head, max_headers=self._max_headers
+        )
+        return h1, False
