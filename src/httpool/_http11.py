@@ -52,6 +52,7 @@ FIELD_FAST = re.compile(rb"^(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")\r\n", re
 STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (.*))?", re.DOTALL)
 FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(.*)", re.DOTALL)
 CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")  # h11's: extensions ignored
+CHUNK_FAST = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*\r\n")  # the usual size line
 FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host", b"connection", b"upgrade"})
 VERSIONS = (b"HTTP/1.0", b"HTTP/1.1")
 
@@ -281,13 +282,14 @@ class HTTP11Connection:
         self._max_headers = max_headers
         self._expire_at: float | None = None
         self._state = NEW
-        self._buf: bytes | bytearray = b""  # bytes read and not yet consumed
+        self._buf: bytes | bytearray = b""  # bytes read; those from `_pos` on not yet consumed
+        self._pos = 0
         self._ready = b""  # a body piece already cut from `_buf`
         self._mode = DONE
         self._left = 0  # LENGTH: bytes to come; CHUNKED: bytes left of this chunk
         self._crlf = 0  # CHUNKED: bytes of a chunk's closing CRLF still to check
         self._trailers = False  # CHUNKED: the last chunk came, the trailer section is next
-        self._scan = 0  # where the search for a line end resumes in `_buf`
+        self._scan = 0  # where the search for a line end resumes in `_buf` (CHUNKED)
         self._keep = True
         self._got_bytes = False
         self._expected = 0  # LENGTH: the Content-Length, for the error message
@@ -484,8 +486,7 @@ class HTTP11Connection:
             if status == 101 and not self._upgrade:
                 msg = "the server switched protocols (101) though the request asked for no upgrade"
                 raise _remote(msg)
-            extensions["network_stream"] = _Upgraded(self._stream, bytes(self._buf))
-            self._buf = b""
+            extensions["network_stream"] = _Upgraded(self._stream, self._take())
             self._keep = False  # the stream is the caller's now: never back to the pool
             self._mode = DONE
         elif self._no_body or status == 204 or status == 304:  # noqa: PLR1714
@@ -501,9 +502,10 @@ class HTTP11Connection:
                 self._keep = False  # RFC 9112 §6.3: chunked wins, but do not reuse
             self._mode, self._left, self._crlf, self._trailers = CHUNKED, 0, 0, False
         elif length is not None:
-            buf = self._buf
-            if len(buf) >= length:  # the whole body is here: the connection is free now
-                self._ready, self._buf = bytes(buf[:length]), buf[length:]
+            buf, pos = self._buf, self._pos
+            if len(buf) - pos >= length:  # the whole body is here: the connection is free now
+                self._ready = bytes(buf[pos : pos + length])
+                self._pos = pos + length
                 self._finish()
             else:
                 self._mode, self._left, self._expected = LENGTH, length, length
@@ -511,9 +513,19 @@ class HTTP11Connection:
             self._mode = TO_EOF  # the body ends when the server closes
             self._keep = False
 
+    def _take(self) -> bytes:
+        """All bytes buffered and not yet consumed (the buffer is emptied)."""
+        buf, pos = self._buf, self._pos
+        self._buf, self._pos, self._scan = b"", 0, 0
+        return bytes(buf[pos:]) if pos or type(buf) is not bytes else buf
+
+    def _leftover(self) -> bool:
+        """Whether bytes are buffered that no response consumed."""
+        return len(self._buf) > self._pos
+
     async def _read_head_block(self, seconds: float | None, budget: int) -> tuple[bytes, int]:
         """Read up to the empty line that ends a response head; (head, bytes consumed)."""
-        buf = self._buf
+        buf: bytes | bytearray = self._take()
         scan = 0
         while True:
             if buf:
@@ -525,9 +537,8 @@ class HTTP11Connection:
                     end = match.end()
                     if end > budget:
                         break
-                    block = bytes(buf[: match.start() + 1])
-                    self._buf = buf[end:] if type(buf) is bytes else bytes(buf[end:])
-                    return block, end
+                    self._buf, self._pos = buf, end
+                    return bytes(buf[: match.start() + 1]), end
                 if len(buf) > budget:
                     break
                 scan = max(0, len(buf) - 2)
@@ -545,7 +556,6 @@ class HTTP11Connection:
                 if type(buf) is bytes:
                     buf = bytearray(buf)
                 buf += data
-            self._buf = buf
         msg = (
             f"the response head is larger than max_head_size={self._max_head} bytes; "
             "raise PoolTransport(max_head_size=...) if the server is trusted"
@@ -555,17 +565,18 @@ class HTTP11Connection:
     def _finish(self) -> None:
         """The body is complete: reusable only if no byte is left over."""
         self._mode = DONE
-        if self._buf:
+        if self._leftover():
             self._keep = False
 
     async def _read_body(self, seconds: float | None) -> bytes:
         """The next piece of the body; b"" at its end."""
         mode = self._mode
+        if mode == CHUNKED:
+            piece = self._parse_chunked()
+            return await self._read_chunked(seconds) if piece is None else piece
         if mode == LENGTH:
-            buf = self._buf
-            if buf:
-                self._buf = b""
-            else:
+            buf = self._take()
+            if not buf:
                 buf = await self._stream.read(READ_SIZE, seconds)
                 if not buf:
                     got = self._expected - self._left
@@ -577,135 +588,156 @@ class HTTP11Connection:
             left = self._left
             if len(buf) < left:
                 self._left = left - len(buf)
-                return bytes(buf)
-            if len(buf) > left:
-                self._buf, buf = buf[left:], buf[:left]
+                return buf
             self._left = 0
+            if len(buf) > left:
+                self._buf, self._pos = buf, left
+                buf = buf[:left]
             self._finish()
-            return bytes(buf)
-        if mode == CHUNKED:
-            return await self._read_chunked(seconds)
+            return buf
         if mode == TO_EOF:
-            buf = self._buf
+            buf = self._take()
             if buf:
-                self._buf = b""
-                return bytes(buf)
+                return buf
             buf = await self._stream.read(READ_SIZE, seconds)
             if not buf:
                 self._mode = DONE
             return buf
         return b""
 
-    async def _fill(self, seconds: float | None) -> None:
-        """Read more into `_buf` in the middle of a chunked body."""
-        data = await self._stream.read(READ_SIZE, seconds)
-        if not data:
-            msg = (
-                "peer closed connection without sending complete message body "
-                "(incomplete chunked read)"
-            )
-            raise _remote(msg)
-        buf = self._buf
-        if not buf:
-            self._buf = data
-            return
-        if type(buf) is bytes:
-            buf = bytearray(buf)
-        buf += data
-        self._buf = buf
-
     async def _read_chunked(self, seconds: float | None) -> bytes:
-        """The next piece of a chunked body (h11's rules); b"" at its end."""
-        while True:
-            buf = self._buf
-            left = self._left
-            if left:  # in a chunk's data
-                if not buf:
-                    await self._fill(seconds)
-                    buf = self._buf
-                if len(buf) <= left:
-                    self._buf = b""
-                    self._left = left - len(buf)
-                    if not self._left:
-                        self._crlf = 2
-                    return bytes(buf)
-                self._buf = buf[left:]
-                self._left, self._crlf = 0, 2
-                return bytes(buf[:left])
-            if self._crlf:  # the CRLF after a chunk's data
-                await self._chunk_end(seconds)
-                continue
-            if self._trailers:
-                if await self._read_trailers(seconds):
-                    return b""
-                continue
-            await self._chunk_size(seconds)
+        """The next piece of a chunked body (h11's rules); b"" at its end.
 
-    async def _chunk_size(self, seconds: float | None) -> None:
-        """Read a chunk-size line: the next chunk's size, or the last chunk's 0."""
-        buf = self._buf
-        end = buf.find(b"\r\n", max(0, self._scan - 1))
+        Called when `_parse_chunked` found nothing more in the buffer: reads first.
+        """
+        while True:
+            data = await self._stream.read(READ_SIZE, seconds)
+            if not data:
+                msg = (
+                    "peer closed connection without sending complete message body "
+                    "(incomplete chunked read)"
+                )
+                raise _remote(msg)
+            buf, pos = self._buf, self._pos
+            if pos >= len(buf):
+                self._buf, self._pos, self._scan = data, 0, 0
+            else:
+                if isinstance(buf, bytearray):
+                    del buf[:pos]
+                else:
+                    buf = bytearray(buf[pos:])
+                buf += data
+                scan = self._scan - pos
+                self._buf, self._pos, self._scan = buf, 0, scan if scan > 0 else 0
+            piece = self._parse_chunked()
+            if piece is not None:
+                return piece
+
+    def _parse_chunked(self) -> bytes | None:
+        """Parse what is buffered: the data of the chunks in it, b"" at the end, or None.
+
+        None asks for another read. Positions move along the buffer (nothing is sliced off
+        it), so a read holding many small chunks is parsed in linear time, and their data
+        comes out as one piece.
+        """
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            return None  # every state of a chunked body waits for at least one more byte
+        pieces: list[bytes | bytearray] = []
+        if not (self._left or self._crlf or self._trailers):  # whole chunks, the usual case
+            pos = _whole_chunks(buf, pos, pieces)
+            if pieces and pos >= len(buf):  # all of it: no partial state to keep
+                self._pos = pos
+                return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+        while True:
+            if self._left:  # in a chunk's data
+                pos = self._chunk_data(buf, pos, pieces)
+                if pos >= len(buf):
+                    break
+            if self._crlf:  # the CRLF that ends a chunk's data (it may come split)
+                pos = self._chunk_end(buf, pos)
+                if self._crlf:
+                    break
+            if self._trailers:
+                done = self._parse_trailers(buf, pos)
+                data = b"".join(pieces)
+                return data if data or done else None
+            after = self._chunk_size(buf, pos)
+            if after < 0:
+                break
+            pos = after
+        self._pos = pos
+        if not pieces:
+            return None
+        return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+
+    def _chunk_data(self, buf: bytes | bytearray, pos: int, pieces: list[bytes | bytearray]) -> int:
+        """Add what is buffered of the current chunk's data to `pieces`; the position after."""
+        have, left = len(buf) - pos, self._left
+        if have < left:
+            if have:
+                pieces.append(buf[pos:] if pos else buf)
+            self._left = left - have
+            return len(buf)
+        pieces.append(buf[pos : pos + left] if pos or have > left else buf)
+        self._left, self._crlf = 0, 2
+        return pos + left
+
+    def _chunk_size(self, buf: bytes | bytearray, pos: int) -> int:
+        """Parse a chunk-size line: the position after it, or -1 if it is not all here."""
+        scan = self._scan
+        end = buf.find(b"\r\n", scan if scan > pos else pos)
         if end < 0:
-            if len(buf) > self._max_head:
+            if len(buf) - pos > self._max_head:
                 msg = f"a chunk-size line is longer than max_head_size={self._max_head}"
                 raise _remote(msg)
-            self._scan = len(buf)
-            await self._fill(seconds)
-            return
-        line = buf[:end]
-        self._buf = buf[end + 2 :] if type(buf) is bytes else bytes(buf[end + 2 :])
-        self._scan = 0
-        match = CHUNK_LINE.fullmatch(line)
+            self._scan = len(buf) - 1 if len(buf) - 1 > pos else pos
+            return -1
+        match = CHUNK_LINE.fullmatch(buf, pos, end)
         if match is None:
-            msg = f"malformed chunked body: chunk-size line {_show(line)}"
+            msg = f"malformed chunked body: chunk-size line {_show(buf[pos:end])}"
             raise _remote(msg)
         size = int(match[1], 16)
         if size:
             self._left = size
         else:
             self._trailers = True
+        return end + 2
 
-    async def _chunk_end(self, seconds: float | None) -> None:
-        """Check (part of) the CRLF that closes a chunk's data; read more if it is split."""
-        buf = self._buf
+    def _chunk_end(self, buf: bytes | bytearray, pos: int) -> int:
+        """Check what is buffered of the CRLF after a chunk's data; the position after it."""
         need = b"\r\n"[2 - self._crlf :]
-        if buf[: len(need)] != need[: len(buf)]:
-            msg = f"malformed chunked body: {_show(buf[:2])} where a chunk ends with CRLF"
+        got = buf[pos : pos + len(need)]
+        if got != need[: len(got)]:
+            msg = f"malformed chunked body: {_show(got)} where a chunk ends with CRLF"
             raise _remote(msg)
-        if len(buf) < len(need):
-            self._crlf -= len(buf)
-            self._buf = b""
-            await self._fill(seconds)
-            return
-        self._buf = buf[len(need) :]
-        self._crlf = 0
+        self._crlf -= len(got)
+        return pos + len(got)
 
-    async def _read_trailers(self, seconds: float | None) -> bool:
-        """Read and check the trailer section (then dropped); True when the body is done."""
-        buf = self._buf
-        if buf[:1] == b"\n" or buf[:2] == b"\r\n":
-            self._buf = buf[1:] if buf[:1] == b"\n" else buf[2:]
+    def _parse_trailers(self, buf: bytes | bytearray, pos: int) -> bool:
+        """Check the trailer section (then dropped); True at the end of the body."""
+        if buf[pos : pos + 1] == b"\n":
+            pos += 1
+        elif buf[pos : pos + 2] == b"\r\n":
+            pos += 2
         else:
-            match = BLANK_LINE.search(buf, max(0, self._scan - 2)) if buf else None
+            match = BLANK_LINE.search(buf, max(pos, self._scan))
             if match is None:
-                if len(buf) > self._max_head:
+                if len(buf) - pos > self._max_head:
                     msg = f"the trailer section is larger than max_head_size={self._max_head}"
                     raise _remote(msg)
-                self._scan = len(buf)
-                await self._fill(seconds)
+                self._pos, self._scan = pos, max(pos, len(buf) - 2)
                 return False
-            block = bytes(buf[: match.start() + 1])
-            self._buf = bytes(buf[match.end() :])
-            self._scan = 0
-            lines = block.split(b"\n")[:-1]
+            lines = bytes(buf[pos : match.start()]).split(b"\n")
             parse_fields([line[:-1] if line.endswith(b"\r") else line for line in lines])
-        self._buf = bytes(self._buf)
+            pos = match.end()
+        self._pos = pos
         self._trailers = False
         self._finish()
         return True
 
     async def _response_closed(self) -> None:
-        if self._state == ACTIVE and self._mode == DONE and self._keep and not self._buf:
+        if self._state == ACTIVE and self._mode == DONE and self._keep and not self._leftover():
             self._state = IDLE
             if self._expiry is not None:
                 self._expire_at = time.monotonic() + self._expiry
@@ -726,14 +758,14 @@ class HTTP11Connection:
 
     def is_available(self) -> bool:
         """Idle, reusable, and with no byte of anything after the last response."""
-        return self._state == IDLE and not self._buf
+        return self._state == IDLE and not self._leftover()
 
     def has_expired(self) -> bool:
         """Past its keep-alive expiry, or readable while idle (closed, or sent stray bytes)."""
         if self._expire_at is not None and time.monotonic() > self._expire_at:
             return True
         return self._state == IDLE and (
-            bool(self._buf) or bool(self._stream.get_extra_info("is_readable"))
+            self._leftover() or bool(self._stream.get_extra_info("is_readable"))
         )
 
     def is_idle(self) -> bool:
@@ -743,6 +775,23 @@ class HTTP11Connection:
     def is_closed(self) -> bool:
         """Closed for good."""
         return self._state == CLOSED
+
+
+def _whole_chunks(buf: bytes | bytearray, pos: int, pieces: list[bytes | bytearray]) -> int:
+    """Add the data of the whole chunks buffered from `pos` to `pieces`; the position after.
+
+    Stops before the last chunk, a chunk not all buffered, or anything odd: the careful
+    parser of `HTTP11Connection._parse_chunked` goes on from there.
+    """
+    chunk_at = CHUNK_FAST.match
+    while (found := chunk_at(buf, pos)) is not None:
+        start = found.end()
+        end = start + int(found[1], 16)
+        if end == start or buf[end : end + 2] != b"\r\n":
+            break
+        pieces.append(buf[start:end])
+        pos = end + 2
+    return pos
 
 
 def _too_long(length: int) -> httpcore.LocalProtocolError:
@@ -851,9 +900,14 @@ class _Body:
         if piece:
             conn._ready = b""
             return piece
-        if conn._mode != DONE:
+        mode = conn._mode
+        if mode != DONE:
             try:
-                piece = await conn._read_body(self._timeout)
+                if mode != CHUNKED:
+                    piece = await conn._read_body(self._timeout)
+                else:  # what is buffered first, without a coroutine
+                    parsed = conn._parse_chunked()
+                    piece = await conn._read_chunked(self._timeout) if parsed is None else parsed
             except BaseException as exc:
                 await self._end_step(exc)
                 await self.aclose()  # a failed or cancelled read: the connection is closed
