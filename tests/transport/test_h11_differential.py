@@ -293,7 +293,7 @@ def chunked_body(draw: st.DrawFn, payload: bytes) -> bytes:
 @st.composite
 def final_response(draw: st.DrawFn, tags: set[str]) -> bytes:
     head = draw(status_line(tags, final=True)) + draw(header_lines(tags))
-    payload = draw(st.binary(max_size=40))
+    payload = draw(st.binary(min_size=draw(st.integers(0, 40)), max_size=40))
     framing = draw(mostly(["length", "chunked"], ["both", "none"], weight=5))
     eol = draw(EOL)
     body = payload
@@ -353,8 +353,12 @@ def cases(draw: st.DrawFn) -> Case:
     data += draw(
         mostly([b""], [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"junk", b"\r\n"], 3)
     )
-    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=6))))
-    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    step = draw(mostly([0], [1, 2, 3, 5, 8, 13], weight=4))
+    if step:  # trickled: every read a few bytes, so every parser state meets a read boundary
+        pieces = [data[i : i + step] for i in range(0, len(data), step)]
+    else:
+        cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=8))))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
     return Case(method, [p for p in pieces if p], draw(st.booleans()), tags)
 
 
