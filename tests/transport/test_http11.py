@@ -397,3 +397,34 @@ def test_leftover_bytes_make_a_connection_unavailable() -> None:
     assert not conn.has_expired()
     stream.pieces.append(b"stray")  # arrives while the connection is idle
     assert conn.has_expired()
+
+
+def test_small_request_is_one_write_and_large_ones_are_sliced() -> None:
+    """A small request goes out in one write; a large body in slices, never copied whole;
+    a streamed body chunk by chunk as it comes."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    stream = FakeStream([ok, ok, ok], eof=False)
+    conn = HTTP11Connection(stream, None)
+
+    def exchange(request: httpx.Request) -> list[bytes]:
+        stream.written.clear()
+        _, _, body, _ = run(conn.send(request, {}))
+        run(body.aclose())
+        return list(stream.written)
+
+    writes = exchange(httpx.Request("POST", "http://a/", content=b"x" * 1000))
+    assert len(writes) == 1
+    assert writes[0].endswith(b"\r\n\r\n" + b"x" * 1000)
+
+    big = b"y" * (3 * 1024 * 1024)
+    writes = exchange(httpx.Request("POST", "http://a/", content=big))
+    assert b"".join(writes).endswith(b"\r\n\r\n" + big)
+    assert max(map(len, writes)) <= 256 * 1024
+
+    async def parts() -> AsyncIterator[bytes]:
+        for piece in (b"a", b"bb", b"ccc"):
+            yield piece
+
+    writes = exchange(httpx.Request("POST", "http://a/", content=parts()))
+    assert writes[1:] == [b"2\r\nbb\r\n", b"3\r\nccc\r\n", b"0\r\n\r\n"]
+    assert writes[0].endswith(b"\r\n\r\n1\r\na\r\n")  # the head with the first chunk
