@@ -569,11 +569,8 @@ class HTTP11Connection:
             self._keep = False
 
     async def _read_body(self, seconds: float | None) -> bytes:
-        """The next piece of the body; b"" at its end."""
+        """The next piece of a body framed by its length or the end; b"" at its end."""
         mode = self._mode
-        if mode == CHUNKED:
-            piece = self._parse_chunked()
-            return await self._read_chunked(seconds) if piece is None else piece
         if mode == LENGTH:
             buf = self._take()
             if not buf:

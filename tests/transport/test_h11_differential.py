@@ -399,6 +399,14 @@ def plain(*pieces: bytes, method: str = "GET") -> Case:
 @example(plain(b"RTSP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"))
 @example(plain(b"HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n"))
 @example(plain(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"0\r\n\r\n\r\n"))
+@example(
+    plain(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T", b"a: 1\r\n\r\n"
+    )
+)
+@example(
+    plain(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", b"c\r", b"\n0\r\n\r\n")
+)
 @example(plain(b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\n\r\n\x81\x00", method="UPGRADE"))
 def test_httpool_reads_responses_as_h11_does(case: Case) -> None:
     """On any response stream, httpool and h11 agree, but for the listed differences."""

@@ -422,9 +422,9 @@ def test_small_request_is_one_write_and_large_ones_are_sliced() -> None:
     assert max(map(len, writes)) <= 256 * 1024
 
     async def parts() -> AsyncIterator[bytes]:
-        for piece in (b"a", b"bb", b"ccc"):
+        for piece in (b"a", b"bb", b"c" * 100_000):
             yield piece
 
     writes = exchange(httpx.Request("POST", "http://a/", content=parts()))
-    assert writes[1:] == [b"2\r\nbb\r\n", b"3\r\nccc\r\n", b"0\r\n\r\n"]
     assert writes[0].endswith(b"\r\n\r\n1\r\na\r\n")  # the head with the first chunk
+    assert writes[1:] == [b"2\r\nbb\r\n", b"186a0\r\n", b"c" * 100_000, b"\r\n", b"0\r\n\r\n"]
