@@ -734,7 +734,9 @@ class HTTP11Connection:
         return True
 
     async def _response_closed(self) -> None:
+        self._ready = b""  # an unread body is dropped with its response
         if self._state == ACTIVE and self._mode == DONE and self._keep and not self._leftover():
+            self._buf, self._pos = b"", 0  # an idle connection holds no read buffer
             self._state = IDLE
             if self._expiry is not None:
                 self._expire_at = time.monotonic() + self._expiry
