@@ -10,7 +10,7 @@ import httpcore
 import httpx
 
 from ._asyncio_backend import AsyncioBackend
-from ._http11 import HTTPTOOLS, HTTP11Connection
+from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
 from ._slots import Conn, Inner
 
 logger = logging.getLogger("httpool.transport")
@@ -38,6 +38,8 @@ class Dialer:
         keepalive_expiry: float | None,
         given_context: bool = False,
         http2: bool = False,
+        max_head_size: int = MAX_HEAD_SIZE,
+        max_headers: int = MAX_HEADERS,
     ) -> None:
         self._ssl = ssl_context
         self._http1 = http1
@@ -49,6 +51,8 @@ class Dialer:
         self._expiry = keepalive_expiry
         self._alpn_check = given_context and http1  # the caller's context decides ALPN
         self._http2 = http2
+        self._max_head = max_head_size
+        self._max_headers = max_headers
 
     async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
         """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
@@ -95,9 +99,10 @@ class Dialer:
         expiry = self._expiry
         if is_h2:
             return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
-        if not HTTPTOOLS:  # pragma: no cover
-            return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
-        return HTTP11Connection(stream, expiry), False
+        h1 = HTTP11Connection(
+            stream, expiry, max_head_size=self._max_head, max_headers=self._max_headers
+        )
+        return h1, False
 
 
 def _alpn_warning(conn: Conn, http2: bool) -> None:

@@ -29,7 +29,7 @@ from ._exchange import (
     response_started,
     send_core,
 )
-from ._http11 import HTTP11Connection
+from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
 
 __all__ = ["PoolTransport"]
 
@@ -106,6 +106,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
         retry_post: also retry non-idempotent requests (POST, PATCH) once when a reused
             connection died before any response byte.
         network_backend: an `httpcore.AsyncNetworkBackend` (for tests).
+        max_head_size: the largest HTTP/1.1 response head, in bytes (100 KiB, as httpx's
+            stock transport); a larger one fails with `httpx.RemoteProtocolError`.
+        max_headers: the most header lines an HTTP/1.1 response head may have (100).
     """
 
     def __init__(
@@ -124,6 +127,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         max_lifetime: float | None = None,
         retry_post: bool = False,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
+        max_head_size: int = MAX_HEAD_SIZE,
+        max_headers: int = MAX_HEADERS,
     ) -> None:
         if not (http1 or http2):
             msg = "PoolTransport needs http1=True or http2=True"
@@ -131,6 +136,10 @@ class PoolTransport(httpx.AsyncBaseTransport):
         if max_lifetime is not None and max_lifetime <= 0:
             msg = f"max_lifetime must be positive seconds or None, not {max_lifetime!r}"
             raise ValueError(msg)
+        for name, value in (("max_head_size", max_head_size), ("max_headers", max_headers)):
+            if type(value) is not int or value < 1:
+                msg = f"{name} must be a positive whole number, not {value!r}"
+                raise ValueError(msg)
         ssl_context = _ssl_context(verify, cert, trust_env, http1=http1, http2=http2)
         self._retry_post = retry_post
         dialer = Dialer(
@@ -144,6 +153,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
             keepalive_expiry=limits.keepalive_expiry,
             given_context=ssl_context is verify,
             http2=http2,
+            max_head_size=max_head_size,
+            max_headers=max_headers,
         )
         self._pool = Pool(
             max_connections=limits.max_connections,

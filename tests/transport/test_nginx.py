@@ -116,11 +116,6 @@ async def test_head_without_length_keeps_the_connection_stock(nginx: Nginx) -> N
     await _same_connection(nginx, "stock", "HEAD gzip")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8 item 3: _http11 closes the connection after a HEAD answered with "
-    "neither Content-Length nor Transfer-Encoding (nginx's gzipped HEAD)",
-)
 async def test_head_without_length_keeps_the_connection(nginx: Nginx) -> None:
     """A HEAD that nginx answers without Content-Length (gzip) ends at the head; the connection stays."""
     await _same_connection(nginx, "pool", "HEAD gzip")
