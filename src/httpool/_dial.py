@@ -9,6 +9,7 @@ import httpcore
 import httpx
 
 from ._asyncio_backend import AsyncioBackend
+from ._http2 import H2Counters, HTTP2Connection
 from ._http11 import HTTPTOOLS, HTTP11Connection
 from ._slots import Conn, Inner
 
@@ -33,6 +34,7 @@ class Dialer:
         socket_options: Iterable[SocketOption] | None,
         network_backend: httpcore.AsyncNetworkBackend | None,
         keepalive_expiry: float | None,
+        counters: H2Counters | None = None,
     ) -> None:
         self._ssl = ssl_context
         self._http1 = http1
@@ -42,6 +44,7 @@ class Dialer:
         self._socket_options = list(socket_options) if socket_options is not None else None
         self._backend = network_backend if network_backend is not None else AsyncioBackend()
         self._expiry = keepalive_expiry
+        self._counters = counters if counters is not None else H2Counters()
 
     async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
         """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
@@ -85,7 +88,9 @@ class Dialer:
         )
         expiry = self._expiry
         if is_h2:
-            return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
+            h2conn = HTTP2Connection(stream, expiry, self._counters)
+            await h2conn.start(timeout)  # closes the stream if it fails
+            return h2conn, True
         if not HTTPTOOLS:  # pragma: no cover
             return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
         return HTTP11Connection(stream, expiry), False

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import httpcore
 import httpx
 
+from ._http2 import HTTP2Connection
+
 __all__ = [
     "Conn",
     "Inner",
@@ -26,8 +28,7 @@ __all__ = [
     "h2_capacity",
 ]
 
-H2_MAX_STREAMS = 100  # httpcore's own MAX_CONCURRENT_STREAMS setting caps a connection
-H2_UNSET = 2**31 - 1  # above any value a server may send: h2's "no SETTINGS yet"
+H2_MAX_STREAMS = 100  # httpool's own cap on the streams of one HTTP/2 connection
 Key = tuple[bytes, bytes, int]
 
 
@@ -114,12 +115,9 @@ class Waiter:
 
 def h2_capacity(conn: Conn) -> int:
     """Streams an HTTP/2 connection takes: the server's limit (the origin's last one
-    until its SETTINGS arrive), capped by httpcore's own."""
-    state: Any = getattr(conn.inner, "_h2_state", None)  # httpcore keeps it privately
-    try:
-        limit = int(state.remote_settings.max_concurrent_streams)
-    except (AttributeError, TypeError, ValueError):
-        return conn.origin.h2_cap
-    if limit <= H2_UNSET:
+    until its SETTINGS arrive), capped by httpool's own."""
+    inner = conn.inner
+    limit = inner.max_streams if isinstance(inner, HTTP2Connection) else None
+    if limit is not None:
         conn.origin.h2_cap = max(1, min(limit, H2_MAX_STREAMS))
     return conn.origin.h2_cap
