@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
+import httpcore
 import httpx
 import pytest
+from hyperframe.frame import GoAwayFrame
 
 from httpool import _http2
 from httpool._transport import PoolTransport
@@ -235,3 +241,78 @@ async def test_server_disconnect_fails_the_streams_and_the_pool_recovers(
         assert (await client.get("/")).status_code == 200
         assert server.accepted == 2
         assert_clean(transport)
+
+
+# -- the connection alone, on an in-memory wire that delivers one byte per read ------------
+
+
+class ByteWire(httpcore.AsyncNetworkStream):
+    """An in-memory network stream to an h2 server state machine; what the server sends
+    arrives one byte per read, so every frame (GOAWAY included) comes in pieces."""
+
+    def __init__(self) -> None:
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.server = h2.connection.H2Connection(config=config)
+        self.server.initiate_connection()
+        self.incoming: asyncio.Queue[bytes] = asyncio.Queue()
+        self.requests: list[int] = []
+        self.push(self.server.data_to_send())
+
+    def push(self, data: bytes) -> None:
+        """Deliver `data` to the client a byte at a time."""
+        for i in range(len(data)):
+            self.incoming.put_nowait(data[i : i + 1])
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """The next byte from the server."""
+        return await self.incoming.get()
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Feed the client's bytes to the server state machine."""
+        for event in self.server.receive_data(buffer):
+            if isinstance(event, h2.events.RequestReceived):
+                self.requests.append(event.stream_id)
+        self.push(self.server.data_to_send())
+
+    def answer(self, stream_id: int, body: bytes) -> None:
+        """Send a 200 with `body` on `stream_id`."""
+        self.server.send_headers(stream_id, [(b":status", b"200")])
+        self.server.send_data(stream_id, body, end_stream=True)
+        self.push(self.server.data_to_send())
+
+    async def aclose(self) -> None:
+        """End the stream."""
+        self.incoming.put_nowait(b"")
+
+    def get_extra_info(self, info: str) -> Any:
+        """Nothing to tell."""
+        return None
+
+
+async def test_goaway_in_pieces_is_found_and_honoured() -> None:
+    """A GOAWAY that arrives a byte at a time, amid DATA frames, fails only the stream above
+    its last stream id (as not processed) and stops new streams; the others complete."""
+    wire = ByteWire()
+    conn = _http2.HTTP2Connection(wire, None)
+    await conn.start(5)
+    assert conn.max_streams is not None
+    timeouts: dict[str, float | None] = {"read": 5, "write": 5, "pool": 5}
+    sends = [
+        asyncio.create_task(conn.send(httpx.Request("GET", f"http://h/{i}"), timeouts))
+        for i in range(3)
+    ]
+    while len(wire.requests) < 3:
+        await asyncio.sleep(0.001)
+    assert wire.requests == [1, 3, 5]
+    wire.answer(1, b"one" * 700)
+    wire.push(GoAwayFrame(0, last_stream_id=3).serialize())
+    wire.answer(3, b"three")
+    first, second = await sends[0], await sends[1]
+    with pytest.raises(_http2.StreamNotProcessed, match="not processed"):
+        await sends[2]
+    assert [b"".join([c async for c in r[2]]) for r in (first, second)] == [b"one" * 700, b"three"]
+    assert not conn.is_available()
+    with pytest.raises(httpcore.ConnectionNotAvailable):
+        await conn.send(httpx.Request("GET", "http://h/late"), timeouts)
+    await conn.aclose()
+    assert conn.is_closed()
