@@ -408,11 +408,11 @@ class HTTP2Connection:
         write_timeout = timeouts.get("write")
         read_timeout = timeouts.get("read")
         try:
-            await self._flush(write_timeout)
             if has_body:
                 await self._start_body(stream, request, write_timeout)
             else:
                 stream.local_ended = True
+                self._send_soon(self._h2.data_to_send())  # one write for a burst's HEADERS
             await self._headers(stream, read_timeout)
         except BaseException:
             self._forget(stream)
@@ -478,17 +478,22 @@ class HTTP2Connection:
     async def _start_body(
         self, stream: _Stream, request: httpx.Request, seconds: float | None
     ) -> None:
-        """Send a small body at once; a larger or streamed one from a task beside the response."""
-        body = request.stream
-        length = request.headers.get("content-length")
-        if (
-            isinstance(body, httpx.ByteStream)
-            and length is not None
-            and length.isdigit()
-            and int(length) <= self._h2.local_flow_control_window(stream.id)
-        ):
-            await self._send_body(stream, body, seconds)
-            return
+        """Queue a body that fits the send window at once; send a larger or streamed one
+        from a task beside the response."""
+        body: Any = request.stream
+        h2c = self._h2
+        if isinstance(body, httpx.ByteStream):
+            data = b"".join([chunk async for chunk in body])
+            if len(data) <= h2c.local_flow_control_window(stream.id):
+                size = h2c.max_outbound_frame_size
+                for start in range(0, len(data), size):
+                    h2c.send_data(stream.id, data[start : start + size])
+                h2c.end_stream(stream.id)
+                stream.local_ended = True
+                self._send_soon(h2c.data_to_send())
+                return
+            body = httpx.ByteStream(data)
+        await self._flush(seconds)  # the HEADERS frame
         stream.sender = self._loop.create_task(self._sender(stream, body, seconds))
 
     async def _sender(self, stream: _Stream, body: Any, seconds: float | None) -> None:
