@@ -9,7 +9,7 @@ import httpcore
 import httpx
 
 from ._asyncio_backend import AsyncioBackend
-from ._http2 import H2Counters, HTTP2Connection
+from ._http2 import H2Counters, HTTP2Connection, StreamBudget
 from ._http11 import HTTPTOOLS, HTTP11Connection
 from ._slots import Conn, Inner
 
@@ -45,6 +45,7 @@ class Dialer:
         self._backend = network_backend if network_backend is not None else AsyncioBackend()
         self._expiry = keepalive_expiry
         self._counters = counters if counters is not None else H2Counters()
+        self._budgets: dict[tuple[bytes, bytes, int], StreamBudget] = {}  # by origin
 
     async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
         """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
@@ -88,7 +89,10 @@ class Dialer:
         )
         expiry = self._expiry
         if is_h2:
-            h2conn = HTTP2Connection(stream, expiry, self._counters)
+            budget = self._budgets.get(conn.origin.key)
+            if budget is None:
+                budget = self._budgets[conn.origin.key] = StreamBudget()
+            h2conn = HTTP2Connection(stream, expiry, self._counters, budget)
             await h2conn.start(timeout)  # closes the stream if it fails
             return h2conn, True
         if not HTTPTOOLS:  # pragma: no cover

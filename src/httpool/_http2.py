@@ -34,7 +34,7 @@ import httpcore
 import httpx
 from hyperframe.frame import Frame, GoAwayFrame
 
-__all__ = ["H2Counters", "HTTP2Connection", "StreamNotProcessed"]
+__all__ = ["H2Counters", "HTTP2Connection", "StreamBudget", "StreamNotProcessed"]
 
 READ_SIZE = 64 * 1024
 STREAM_WINDOW = 1 << 20  # receive window per stream: a slow reader holds at most this much
@@ -42,6 +42,7 @@ CONNECTION_WINDOW = 16 << 20  # receive window of the connection, shared by its 
 DEFAULT_WINDOW = 65_535  # RFC 9113's initial window
 PING_AFTER = 10.0  # an idle connection older than this is PINGed before it is reused
 PING_TIMEOUT = 2.0  # a PING not answered in time: the connection is dead
+BUDGET_TTL = 60.0  # seconds a learned per-connection stream budget holds
 GOAWAY_TYPE = 0x7
 OPEN, CLOSED = range(2)
 SKIP_HEADERS = frozenset(
@@ -51,8 +52,40 @@ SKIP_HEADERS = frozenset(
 
 class StreamNotProcessed(httpcore.RemoteProtocolError):
     """The server did not process the request: the stream was above a GOAWAY's last
-    stream id, or was refused with `REFUSED_STREAM` (RFC 9113 §8.7). Sending it again on
-    another connection is safe whatever the method."""
+    stream id (`goaway` is True), or was refused with `REFUSED_STREAM` (RFC 9113 §8.7).
+    Sending it again on another connection is safe whatever the method."""
+
+    def __init__(self, message: str, *, goaway: bool) -> None:
+        super().__init__(message)
+        self.goaway = goaway
+
+
+class StreamBudget:
+    """How many streams an origin's server processes on one connection before GOAWAY.
+
+    Learned when a GOAWAY cuts off streams in flight (a server that ends connections
+    after N requests, such as nginx's `keepalive_requests`): new connections then carry
+    at most that many streams, so the next GOAWAY cuts nothing off. Forgotten after
+    `BUDGET_TTL` seconds, so a GOAWAY of a server shutting down is not held for long.
+    """
+
+    __slots__ = ("_limit", "_until")
+
+    def __init__(self) -> None:
+        self._limit: int | None = None
+        self._until = 0.0
+
+    def learn(self, processed: int) -> None:
+        """A connection's GOAWAY came after `processed` streams and cut off later ones."""
+        self._limit = max(1, processed)
+        self._until = time.monotonic() + BUDGET_TTL
+
+    @property
+    def limit(self) -> int | None:
+        """Streams per connection, or None when unknown (or forgotten)."""
+        if self._limit is not None and time.monotonic() > self._until:
+            self._limit = None
+        return self._limit
 
 
 class H2Counters:
@@ -119,6 +152,7 @@ class HTTP2Connection:
         stream: httpcore.AsyncNetworkStream,
         keepalive_expiry: float | None,
         counters: H2Counters | None = None,
+        budget: StreamBudget | None = None,
         *,
         ping_after: float | None = None,
         ping_timeout: float | None = None,
@@ -126,6 +160,8 @@ class HTTP2Connection:
         self._stream = stream
         self._expiry = keepalive_expiry
         self._counters = counters if counters is not None else H2Counters()
+        self._budget = budget if budget is not None else StreamBudget()
+        self._opened = 0  # streams opened so far
         self._ping_after = PING_AFTER if ping_after is None else ping_after
         self._ping_timeout = PING_TIMEOUT if ping_timeout is None else ping_timeout
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
@@ -298,7 +334,7 @@ class HTTP2Connection:
         stream.reset = True
         if code == h2.errors.ErrorCodes.REFUSED_STREAM and stream.status is None:
             msg = "the server refused the stream (REFUSED_STREAM): the request was not processed"
-            stream.error = StreamNotProcessed(msg)
+            stream.error = StreamNotProcessed(msg, goaway=False)
         elif not (code == h2.errors.ErrorCodes.NO_ERROR and stream.ended):
             # NO_ERROR after a complete response only stops the upload (RFC 9113 §8.1).
             name = getattr(code, "name", str(code))
@@ -313,16 +349,18 @@ class HTTP2Connection:
             f"the server sent GOAWAY (last stream {last_stream_id}, error {error_code}) "
             "before processing this request: it was not processed"
         )
-        for stream in list(self._streams.values()):
-            if stream.id > last_stream_id:
-                if stream.status is None:
-                    stream.error = StreamNotProcessed(msg)
-                else:
-                    stream.error = httpcore.RemoteProtocolError(
-                        "the server answered a stream its GOAWAY says it did not process"
-                    )
-                stream.reset = True
-                stream.wake()
+        cut = [stream for stream in self._streams.values() if stream.id > last_stream_id]
+        if cut and not error_code:
+            self._budget.learn((last_stream_id + 1) // 2)  # client stream ids are odd
+        for stream in cut:
+            if stream.status is None:
+                stream.error = StreamNotProcessed(msg, goaway=True)
+            else:
+                stream.error = httpcore.RemoteProtocolError(
+                    "the server answered a stream its GOAWAY says it did not process"
+                )
+            stream.reset = True
+            stream.wake()
         _wake(self._slot)
         self._slot = None
 
@@ -388,7 +426,7 @@ class HTTP2Connection:
         got GOAWAY or closed before the stream opened, and `StreamNotProcessed` when the
         server says it did not process the stream.
         """
-        if self._state != OPEN or self._goaway is not None:
+        if not self.is_available():
             raise httpcore.ConnectionNotAvailable
         if not self._streams and time.monotonic() - self._last_read > self._ping_after:
             await self._check_alive()
@@ -403,6 +441,7 @@ class HTTP2Connection:
         has_body = self._head(request, stream_id)
         stream = _Stream(stream_id)
         self._streams[stream_id] = stream
+        self._opened += 1
         self._counters.streams_open += 1
         self._expire_at = None
         write_timeout = timeouts.get("write")
@@ -624,6 +663,12 @@ class HTTP2Connection:
         return int(self._h2.remote_settings.max_concurrent_streams)
 
     @property
+    def stream_budget(self) -> int | None:
+        """Streams the server processes per connection, as learned (see `StreamBudget`),
+        or None when unknown."""
+        return self._budget.limit
+
+    @property
     def goaway_received(self) -> bool:
         """Whether the server sent GOAWAY (the connection takes no new streams)."""
         return self._goaway is not None
@@ -648,8 +693,12 @@ class HTTP2Connection:
         self._end(self._error)
 
     def is_available(self) -> bool:
-        """Open, no GOAWAY received: it takes new streams (up to `max_streams`)."""
-        return self._state == OPEN and self._goaway is None
+        """Open, no GOAWAY received, stream budget left: it takes new streams (up to
+        `max_streams`)."""
+        if self._state != OPEN or self._goaway is not None:
+            return False
+        limit = self._budget.limit
+        return limit is None or self._opened < limit
 
     def has_expired(self) -> bool:
         """Past its keep-alive expiry while idle, closed, or told to go away."""

@@ -114,10 +114,18 @@ class Waiter:
 
 
 def h2_capacity(conn: Conn) -> int:
-    """Streams an HTTP/2 connection takes: the server's limit (the origin's last one
-    until its SETTINGS arrive), capped by httpool's own."""
+    """Streams an HTTP/2 connection takes now: the server's limit (the origin's last one
+    until its SETTINGS arrive), capped by httpool's own and by the streams per connection
+    the server was seen to process before a GOAWAY."""
     inner = conn.inner
-    limit = inner.max_streams if isinstance(inner, HTTP2Connection) else None
+    origin = conn.origin
+    if not isinstance(inner, HTTP2Connection):
+        return origin.h2_cap
+    limit = inner.max_streams
     if limit is not None:
-        conn.origin.h2_cap = max(1, min(limit, H2_MAX_STREAMS))
-    return conn.origin.h2_cap
+        origin.h2_cap = max(1, min(limit, H2_MAX_STREAMS))
+    budget = inner.stream_budget
+    if budget is None:
+        return origin.h2_cap
+    origin.h2_cap = min(origin.h2_cap, budget)
+    return min(origin.h2_cap, conn.streams + max(0, budget - conn.used))

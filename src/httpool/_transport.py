@@ -204,7 +204,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         if isinstance(exc, StreamNotProcessed):
             if tries.resends < MAX_RESENDS and isinstance(request.stream, httpx.ByteStream):
                 tries.resends += 1  # the server says it did not process it: any method
-                tries.fresh = True
+                tries.fresh = not exc.goaway  # after GOAWAY that connection takes no more
                 self._resent += 1
                 return True
             return False

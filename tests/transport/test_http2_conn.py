@@ -68,6 +68,29 @@ async def test_goaway_midway_runs_every_post_exactly_once(
     assert server.accepted >= 2
 
 
+async def test_a_server_that_ends_connections_after_n_streams_is_learned(
+    server: ScriptedH2Server,
+) -> None:
+    """After a GOAWAY cut off streams after 3 processed ones, new connections carry at most
+    3 streams each, so later GOAWAYs cut nothing off and nothing more is re-sent."""
+    server.goaway_when, server.goaway_last = 3, 3
+    transport, client = h2_client(server)
+    async with transport, client:
+        gets = (client.get("/slow?d=0.1", headers={"x-id": str(i)}) for i in range(20))
+        assert {r.status_code for r in await asyncio.gather(*gets)} == {200}
+        stats = transport.stats()
+        assert stats["streams_resent"] == 17
+        assert stats["connections_opened"] == 1 + 6  # the 17 re-sent, 3 per connection
+        gets = (client.get("/slow?d=0.1", headers={"x-id": f"b{i}"}) for i in range(9))
+        assert {r.status_code for r in await asyncio.gather(*gets)} == {200}
+        stats = transport.stats()
+        assert stats["streams_resent"] == 17
+        assert stats["connections_opened"] == 7 + 3
+        assert set(server.ran.values()) == {1}
+        assert len(server.ran) == 29
+        assert_clean(transport)
+
+
 async def test_refused_stream_is_sent_again_whatever_the_method(
     server: ScriptedH2Server,
 ) -> None:
