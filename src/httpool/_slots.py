@@ -33,7 +33,7 @@ Key = tuple[bytes, bytes, int]
 
 
 class Inner(Protocol):
-    """What the pool needs of a connection (httpcore's and httpool's HTTP/1.1 one)."""
+    """What the pool needs of a connection (httpool's HTTP/1.1 and HTTP/2 ones)."""
 
     def is_available(self) -> bool: ...
     def has_expired(self) -> bool: ...
