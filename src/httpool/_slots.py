@@ -1,7 +1,7 @@
 """The pool's records: an origin's connections and waiters, a connection slot, a waiter.
 
 Plain slotted classes that `_room` and `_connections` keep their books in, and the
-protocol a pooled connection (httpcore's or httpool's HTTP/1.1 one) fulfils.
+protocol a pooled connection (httpool's HTTP/1.1 or HTTP/2 one) fulfils.
 """
 
 from __future__ import annotations
