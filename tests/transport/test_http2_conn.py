@@ -91,6 +91,26 @@ async def test_a_server_that_ends_connections_after_n_streams_is_learned(
         assert_clean(transport)
 
 
+async def test_a_learned_stream_budget_is_forgotten_in_time(
+    server: ScriptedH2Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A budget learned from one GOAWAY (a server shutting down, say) stops capping new
+    connections once BUDGET_TTL has passed."""
+    monkeypatch.setattr(_http2, "BUDGET_TTL", 0.3)
+    server.goaway_when, server.goaway_last = 2, 2
+    transport, client = h2_client(server)
+    async with transport, client:
+        gets = (client.get("/slow?d=0.05") for _ in range(6))
+        assert {r.status_code for r in await asyncio.gather(*gets)} == {200}
+        server.goaway_when = None
+        await asyncio.sleep(0.4)
+        opened = transport.stats()["connections_opened"]
+        gets = (client.get("/slow?d=0.1") for _ in range(10))
+        assert {r.status_code for r in await asyncio.gather(*gets)} == {200}
+        assert transport.stats()["connections_opened"] - opened <= 1
+        assert_clean(transport)
+
+
 async def test_refused_stream_is_sent_again_whatever_the_method(
     server: ScriptedH2Server,
 ) -> None:
