@@ -208,6 +208,10 @@ class HTTP2Connection:
             await self.aclose()
             msg = "the server sent no HTTP/2 SETTINGS in time"
             raise httpcore.ConnectTimeout(msg) from None
+        except (httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
+            await self.aclose()
+            msg = f"the HTTP/2 connection failed before the server's SETTINGS: {exc}"
+            raise httpcore.ConnectError(msg) from exc
         except BaseException:
             await self.aclose()
             raise

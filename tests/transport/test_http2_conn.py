@@ -359,3 +359,25 @@ async def test_goaway_in_pieces_is_found_and_honoured() -> None:
         await conn.send(httpx.Request("GET", "http://h/late"), timeouts)
     await conn.aclose()
     assert conn.is_closed()
+
+
+async def test_server_that_closes_before_its_settings_is_a_connect_error() -> None:
+    """A server that accepts and closes without its SETTINGS fails the connect, clearly."""
+
+    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.close()
+
+    listener = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with (
+            PoolTransport(http1=False, http2=True) as transport,
+            httpx.AsyncClient(transport=transport) as client,
+        ):
+            with pytest.raises(httpx.ConnectError, match="before the server's SETTINGS"):
+                await client.get(f"http://127.0.0.1:{port}/")
+            assert_clean(transport)
+    finally:
+        listener.close()
+        await listener.wait_closed()
