@@ -10,6 +10,7 @@ import httpcore
 import httpx
 
 from ._asyncio_backend import AsyncioBackend
+from ._http2 import H2Counters, HTTP2Connection, StreamBudget
 from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
 from ._slots import Conn, Inner
 
@@ -40,6 +41,7 @@ class Dialer:
         http2: bool = False,
         max_head_size: int = MAX_HEAD_SIZE,
         max_headers: int = MAX_HEADERS,
+        counters: H2Counters | None = None,
     ) -> None:
         self._ssl = ssl_context
         self._http1 = http1
@@ -53,6 +55,8 @@ class Dialer:
         self._http2 = http2
         self._max_head = max_head_size
         self._max_headers = max_headers
+        self._counters = counters if counters is not None else H2Counters()
+        self._budgets: dict[tuple[bytes, bytes, int], StreamBudget] = {}  # by origin
 
     async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
         """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
@@ -98,7 +102,12 @@ class Dialer:
             _alpn_warning(conn, self._http2)
         expiry = self._expiry
         if is_h2:
-            return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
+            budget = self._budgets.get(conn.origin.key)
+            if budget is None:
+                budget = self._budgets[conn.origin.key] = StreamBudget()
+            h2conn = HTTP2Connection(stream, expiry, self._counters, budget)
+            await h2conn.start(timeout)  # closes the stream if it fails
+            return h2conn, True
         h1 = HTTP11Connection(
             stream, expiry, max_head_size=self._max_head, max_headers=self._max_headers
         )
