@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.example-stamp
 
-.PHONY: help install run test lint typecheck pytest docs docs-serve bench stress clean
+.PHONY: help install run test lint typecheck pytest conformance docs docs-serve bench stress clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve the example app on http://127.0.0.1:8000"
 	@echo "make test   - install, lint, type check and run the tests"
+	@echo "make conformance - httpx's own test suite on PoolTransport, and the tests against nginx"
 	@echo "make lint | typecheck | docs | bench | stress | clean"
 
 $(BIN)/python:
@@ -21,7 +23,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-run: install
+# `make run` installs only what the example app needs (the `example` extra), with pip's
+# progress shown, then serves it; the banner prints the URLs once it listens.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "Installing httpool and the example app's few dependencies into $(VENV)..."
+	$(BIN)/python -m pip install --progress-bar on -e ".[example]"
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/python -m example_app
 
 lint: install
@@ -35,6 +44,11 @@ pytest: install
 	$(BIN)/pytest --cov --cov-report=term
 
 test: lint typecheck pytest
+
+conformance: install
+	$(BIN)/python -m pip install --quiet -e ".[conformance]"
+	$(BIN)/python -m tests.conformance
+	$(BIN)/pytest -m nginx
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
@@ -50,4 +64,4 @@ docs-serve: install
 	$(BIN)/mkdocs serve
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage .cache

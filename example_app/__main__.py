@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import socket
 import sys
@@ -19,8 +18,9 @@ from types import FrameType
 
 import uvicorn
 
+import httpool
+
 from .serving import serve_in_thread
-from .settings import Settings
 from .stub_upstream import DEFAULT_PORT, create_stub_app
 
 __all__ = ["main"]
@@ -78,18 +78,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     stub_url = f"http://127.0.0.1:{args.stub_port}/v1"
+    # Imported only now: the module makes its `app` from the environment on import,
+    # and a configuration error should read as the message below, not a traceback.
     try:
-        settings = Settings.from_env({**os.environ, "EXAMPLE_STUB_URL": stub_url})
-    except ValueError as exc:
+        from .app import create_app, load_providers
+
+        providers = load_providers(stub_url)
+    except httpool.ConfigError as exc:
         print(f"example_app: {exc}", file=sys.stderr)
         return 2
-    where = "\n".join(f"  {name:<7} {p.where}" for name, p in settings.items())
+    uses_stub = any(p.base_url == stub_url for p in providers)
+    url = f"http://{args.host}:{args.port}"
+    where = "\n".join(
+        f"  {p.name:<8} {p.base_url} ({'stub' if p.base_url == stub_url else 'real API'})"
+        for p in providers
+    )
     banner = (
-        f"\nhttpool example app: http://{args.host}:{args.port}/docs\n"
+        f"\nhttpool example app is ready:\n"
+        f"  status page  {url}/\n"
+        f"  API docs     {url}/docs\n"
+        f"  health       {url}/health\n"
+        f"  stats        {url}/stats\n"
         f"providers:\n{where}\nPress Ctrl-C to stop.\n"
     )
     with contextlib.ExitStack() as stack:
-        if settings.uses_stub:
+        if uses_stub:
             try:
                 stack.enter_context(serve_in_thread(create_stub_app(), port=args.stub_port))
             except OSError as exc:
@@ -99,16 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
-        # Imported only now: the module makes its `app` from the environment on import,
-        # and a configuration error should read as the message above, not a traceback.
-        from .app import create_app
-
         config = uvicorn.Config(
-            create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=5
+            create_app(providers), host=args.host, port=args.port, timeout_graceful_shutdown=5
         )
         with _signals_absorbed():
             _AppServer(config, banner).run()
-    print("example app stopped" + (", stub upstream too" if settings.uses_stub else ""), flush=True)
+    print("example app stopped" + (", stub upstream too" if uses_stub else ""), flush=True)
     return 0
 
 

@@ -5,52 +5,57 @@ Three named providers live for as long as the app runs, each one long-lived
 
 - `POST /embed`: embeddings from `voyage` (or `cohere` with `"provider": "cohere"`).
 - `POST /chat`: a chat completion from `openai`, answered as JSON.
-- `POST /chat/stream`: the same, streamed: the upstream's SSE events are relayed as
-  they arrive, and the upstream response is closed when the stream ends or the caller
-  goes away.
-- `GET /providers`: the pool's state and per-provider statistics.
+- `POST /chat/stream`: the same, streamed: `httpool.proxy_stream()` relays the
+  upstream's SSE events as they arrive and closes the upstream response when the
+  stream ends or the caller goes away.
+- `httpool.router()`: the status page at `/`, `GET /stats`, `GET /health` (pings each
+  provider's `health_path`) and `GET /metrics` (Prometheus).
+- `/docs`: the interactive API docs, served from this app (no CDN), by fastapi-offline.
 
-Upstream failures become small JSON errors (502/503/504) that name the provider and
-never carry the upstream's URL, headers, key or error body.
+The providers come from `httpool.providers_from_env()`: `providers.toml` beside this
+module points them at the stub upstream, and `HTTPOOL_<NAME>_...` variables override it.
+Upstream failures become small JSON errors (httpool's error handlers: 502/503/504) that
+name the provider and never carry the upstream's URL, headers, key or error body.
 
 Run it with `python -m example_app`, or `uvicorn example_app.app:app` next to
-`python -m example_app.stub_upstream`; see `example_app.settings` for the configuration.
+`python -m example_app.stub_upstream`.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 
-import json
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Final, TypeVar
 
-import anyio
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 
 import httpool
 
 from .schemas import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse
-from .settings import ProviderSettings, Settings
 
-__all__ = ["app", "create_app", "providers"]
+__all__ = ["CONFIG", "DEFAULT_STUB_URL", "MODELS", "app", "create_app", "load_providers"]
 
 logger = logging.getLogger("example_app")
+
+#: The providers' settings, read by `providers_from_env`; the environment wins over it.
+CONFIG: Final = Path(__file__).with_name("providers.toml")
+
+#: Where `providers.toml` points every provider: the stub upstream's default address.
+DEFAULT_STUB_URL: Final = "http://127.0.0.1:8100/v1"
+
+#: The model each provider is asked for when a request names none.
+MODELS: Final = {"openai": "gpt-4o-mini", "voyage": "voyage-3", "cohere": "embed-english-v3.0"}
 
 OpenAI = Annotated[httpx.AsyncClient, httpool.client("openai")]
 Voyage = Annotated[httpx.AsyncClient, httpool.client("voyage")]
 Cohere = Annotated[httpx.AsyncClient, httpool.client("cohere")]
 
 T = TypeVar("T")
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-AppSettings = Annotated[Settings, Depends(_settings)]
 
 
 # -- errors -----------------------------------------------------------------------------
@@ -97,24 +102,13 @@ def _understood(provider: str, read: Callable[[], T]) -> T:
 router = APIRouter()
 
 
-@router.get("/", include_in_schema=False)
-async def index() -> dict[str, Any]:
-    """Where to go from here."""
-    return {
-        "app": "httpool example",
-        "docs": "/docs",
-        "routes": ["POST /embed", "POST /chat", "POST /chat/stream", "GET /providers"],
-    }
-
-
 @router.post("/embed", tags=["embeddings"])
-async def embed(
-    body: EmbedRequest, voyage: Voyage, cohere: Cohere, settings: AppSettings
-) -> EmbedResponse:
+async def embed(body: EmbedRequest, voyage: Voyage, cohere: Cohere) -> EmbedResponse:
     """Embed texts with Voyage (default) or Cohere."""
+    model = body.model or MODELS[body.provider]
     if body.provider == "cohere":
-        return await _embed_with_cohere(cohere, body, body.model or settings.cohere.model)
-    return await _embed_with_voyage(voyage, body, body.model or settings.voyage.model)
+        return await _embed_with_cohere(cohere, body, model)
+    return await _embed_with_voyage(voyage, body, model)
 
 
 async def _embed_with_voyage(
@@ -160,9 +154,9 @@ def _embedded(
     )
 
 
-def _chat_payload(body: ChatRequest, openai: ProviderSettings, *, stream: bool) -> dict[str, Any]:
+def _chat_payload(body: ChatRequest, *, stream: bool) -> dict[str, Any]:
     payload: dict[str, Any] = {
-        "model": body.model or openai.model,
+        "model": body.model or MODELS["openai"],
         "messages": [message.model_dump() for message in body.messages],
     }
     if body.temperature is not None:
@@ -173,9 +167,9 @@ def _chat_payload(body: ChatRequest, openai: ProviderSettings, *, stream: bool) 
 
 
 @router.post("/chat", tags=["chat"])
-async def chat(body: ChatRequest, openai: OpenAI, settings: AppSettings) -> ChatResponse:
+async def chat(body: ChatRequest, openai: OpenAI) -> ChatResponse:
     """Ask the chat model and wait for the whole answer."""
-    payload = _chat_payload(body, settings.openai, stream=False)
+    payload = _chat_payload(body, stream=False)
     data = _json(await openai.post("/chat/completions", json=payload), "openai")
 
     def read() -> ChatResponse:
@@ -203,12 +197,10 @@ _SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/chat/stream", tags=["chat"], response_class=StreamingResponse, responses=_SSE_RESPONSE
 )
-async def chat_stream(
-    body: ChatRequest, openai: OpenAI, settings: AppSettings
-) -> StreamingResponse:
+async def chat_stream(body: ChatRequest, openai: OpenAI) -> StreamingResponse:
     """Ask the chat model and relay its answer as server-sent events, chunk by chunk."""
     provider = "openai"
-    payload = _chat_payload(body, settings.openai, stream=True)
+    payload = _chat_payload(body, stream=True)
     request = openai.build_request(
         "POST", "/chat/completions", json=payload, headers={"Accept": "text/event-stream"}
     )
@@ -219,84 +211,42 @@ async def chat_stream(
         "text/event-stream"
     ):
         await upstream.aclose()
-        upstream.raise_for_status()
+        upstream.raise_for_status()  # httpool's error handlers: a 502 naming the provider
         raise UpstreamAnswerError(provider)
-    return StreamingResponse(
-        _relay(upstream, provider),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    # Relays each chunk as it arrives; closes the upstream response when the stream
+    # ends, breaks off, or the caller goes away, so the connection goes back to the pool.
+    return httpool.proxy_stream(
+        upstream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
-
-
-async def _relay(upstream: httpx.Response, provider: str) -> AsyncIterator[bytes]:
-    """Yield the upstream's body as it arrives; always close the upstream response.
-
-    The `finally` runs when the stream ends, when the upstream breaks off, and when the
-    caller disconnects (Starlette then cancels the response task, or closes this
-    generator): the connection goes back to the provider's pool instead of leaking.
-    """
-    try:
-        async for chunk in upstream.aiter_bytes():
-            yield chunk
-    except httpx.TransportError as exc:  # the status is sent already: report in-band
-        logger.warning("provider %r broke off a stream: %s", provider, type(exc).__name__)
-        error = {"provider": provider, "kind": "stream_broken", "message": "the stream broke off"}
-        yield f"\n\nevent: error\ndata: {json.dumps({'error': error})}\n\n".encode()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await upstream.aclose()
-
-
-@router.get("/providers", tags=["pool"])
-async def pool_stats(request: Request) -> dict[str, Any]:
-    """The pool's state and, per provider, its settings and connection counters."""
-    pool = httpool.get_pool(request)
-    return {"state": pool.state.value, "providers": pool.stats()}
 
 
 # -- the app ----------------------------------------------------------------------------
 
 
-def providers(settings: Settings) -> list[httpool.Provider]:
-    """The app's providers: where each API is, its key, and its timeouts and limits."""
+def load_providers(stub_url: str | None = None) -> list[httpool.Provider]:
+    """The app's providers, from `providers.toml` and `HTTPOOL_<NAME>_...` variables.
 
-    def auth(p: ProviderSettings) -> dict[str, str | httpool.Secret]:
-        return {"Authorization": p.api_key}
-
+    `stub_url` moves the providers that call the stub (at `DEFAULT_STUB_URL`) there.
+    Raises `httpool.ConfigError` naming the variable or key of a bad value.
+    """
+    found = httpool.providers_from_env(["openai", "voyage", "cohere"], toml_file=CONFIG)
+    if stub_url is None:
+        return found
     return [
-        # A chat answer can take a minute; a dead host should fail in seconds.
-        httpool.Provider(
-            "openai",
-            base_url=settings.openai.base_url,
-            headers=auth(settings.openai),
-            timeout=httpx.Timeout(60.0, connect=5.0),
-        ),
-        httpool.Provider(
-            "voyage",
-            base_url=settings.voyage.base_url,
-            headers=auth(settings.voyage),
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
-        ),
-        httpool.Provider(
-            "cohere",
-            base_url=settings.cohere.base_url,
-            headers=auth(settings.cohere),
-            timeout=httpx.Timeout(30.0, connect=5.0),
-        ),
+        dataclasses.replace(p, base_url=stub_url) if p.base_url == DEFAULT_STUB_URL else p
+        for p in found
     ]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The example app for `settings` (default: read from the environment)."""
-    settings = Settings.from_env() if settings is None else settings
-    app = FastAPI(
+def create_app(providers: list[httpool.Provider] | None = None) -> FastAPI:
+    """The example app with `providers` (default: `load_providers()`)."""
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc use bundled assets, not a CDN
         title="httpool example",
         summary="Embeddings and chat through long-lived, pooled httpx clients.",
-        lifespan=httpool.lifespan(*providers(settings)),
+        lifespan=httpool.lifespan(*(load_providers() if providers is None else providers)),
     )
-    app.state.settings = settings
     app.include_router(router)
+    app.include_router(httpool.router())  # status page at /, /stats, /health, /metrics
     httpool.install_error_handlers(app)
     app.add_exception_handler(UpstreamAnswerError, _answer_error)
     return app

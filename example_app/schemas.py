@@ -13,7 +13,7 @@ class EmbedRequest(BaseModel):
     texts: list[str] = Field(min_length=1, max_length=128, examples=[["a sunny day", "rain"]])
     provider: Literal["voyage", "cohere"] = "voyage"
     input_type: Literal["query", "document"] = "document"
-    model: str | None = Field(default=None, description="default: the provider's model setting")
+    model: str | None = Field(default=None, description="default: the provider's default model")
 
 
 class EmbedResponse(BaseModel):
@@ -39,7 +39,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(
         min_length=1, examples=[[{"role": "user", "content": "Say hello in three words"}]]
     )
-    model: str | None = Field(default=None, description="default: the OPENAI_MODEL setting")
+    model: str | None = Field(default=None, description="default: gpt-4o-mini")
     temperature: float | None = Field(default=None, ge=0, le=2)
 
 

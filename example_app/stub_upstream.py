@@ -6,6 +6,8 @@ It answers like the real services, closely enough for the example app and its te
   `{"data": [{"embedding": [...], "index": i}], "model": ..., "usage": {...}}`.
 - `POST /v1/embed` (Cohere v1 style): `{"texts": [...], "model": ...}` →
   `{"embeddings": [[...]], "texts": [...], "meta": {"billed_units": {...}}}`.
+- `GET /v1/models` (OpenAI style): the models it serves; the example app's health
+  check (`health_path = "/models"`) calls it. It does not count in `requests`.
 - `POST /v1/chat/completions` (OpenAI style): a JSON completion, or with
   `"stream": true` an SSE stream of `data: {...}` chunks a few ms apart and `data: [DONE]`.
 
@@ -109,6 +111,19 @@ async def _checked(request: Request) -> tuple[StubState, dict[str, Any]] | JSONR
         return refusal
     body = await _json_body(request)
     return body if isinstance(body, JSONResponse) else (state, body)
+
+
+#: What `GET /v1/models` lists.
+MODELS: Final = ("gpt-4o-mini", "voyage-3", "embed-english-v3.0")
+
+
+async def models(request: Request) -> Response:
+    """`GET /v1/models`, OpenAI style: cheap, so health checks call it."""
+    refusal = _refusal(request, request.app.state.stub)
+    if refusal is not None:
+        return refusal
+    data = [{"id": name, "object": "model", "owned_by": "stub"} for name in MODELS]
+    return JSONResponse({"object": "list", "data": data})
 
 
 async def embeddings(request: Request) -> Response:
@@ -231,6 +246,7 @@ def create_stub_app(
     """The stub as an ASGI app; `api_keys` limits the accepted keys (default: any)."""
     app = Starlette(
         routes=[
+            Route("/v1/models", models, methods=["GET"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/embed", cohere_embed, methods=["POST"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),

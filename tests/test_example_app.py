@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,9 +23,8 @@ from asgi_lifespan import LifespanManager
 from fastapi.testclient import TestClient
 
 import httpool
-from example_app.app import create_app
+from example_app.app import DEFAULT_STUB_URL, create_app, load_providers
 from example_app.serving import serve_in_thread
-from example_app.settings import Settings
 from example_app.stub_upstream import DIMENSIONS, StubState, create_stub_app, fake_vector
 
 from .upstream import Upstream
@@ -49,6 +50,23 @@ def serve_stub(**options: Any) -> Iterator[Stub]:
         yield Stub(f"{url}/v1", app.state.stub)
 
 
+def for_stub(url: str, *, api_key: str | None = None) -> list[httpool.Provider]:
+    """The example's providers, every one at `url` (sending `api_key` if given)."""
+    providers = load_providers(url)
+    if api_key is None:
+        return providers
+    auth = {"Authorization": httpool.Secret(f"Bearer {api_key}")}
+    return [dataclasses.replace(p, headers=auth) for p in providers]
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests see `providers.toml` only, whatever the shell exports."""
+    for name in os.environ:
+        if name.startswith("HTTPOOL_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def stub() -> Iterator[Stub]:
     """The stub upstream, accepting any key."""
@@ -59,7 +77,7 @@ def stub() -> Iterator[Stub]:
 @pytest.fixture
 def client(stub: Stub) -> Iterator[TestClient]:
     """A `TestClient` running the example app, every provider pointing at the stub."""
-    with TestClient(create_app(Settings.for_stub(stub.url))) as test_client:
+    with TestClient(create_app(for_stub(stub.url))) as test_client:
         yield test_client
 
 
@@ -103,10 +121,53 @@ def port_is_free(port: int) -> bool:
 # -- the routes, at the sync level ------------------------------------------------------
 
 
-def test_index_points_to_the_docs(client: TestClient) -> None:
-    """`/` says where the interactive docs are, and they are there."""
-    assert client.get("/").json()["docs"] == "/docs"
-    assert client.get("/docs").status_code == 200
+def test_the_status_page_is_at_the_root(client: TestClient) -> None:
+    """`/` is httpool's status page, which reads `/stats`."""
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "stats" in response.text
+    assert "Content-Security-Policy" in response.headers
+
+
+def test_docs_are_served_without_a_cdn(client: TestClient) -> None:
+    """`/docs` loads Swagger UI's script and style from this app, and they are there."""
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    assets = re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css|png))"', page.text)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    assert any(a.endswith("swagger-ui.css") for a in assets)
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    schema = client.get("/openapi.json").json()
+    assert {"/embed", "/chat", "/chat/stream", "/stats", "/health"} <= set(schema["paths"])
+
+
+def test_health_pings_every_provider(client: TestClient, stub: Stub) -> None:
+    """`/health` is 200 with each provider's `health_path` answered by the stub."""
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["providers"]) == {"openai", "voyage", "cohere"}
+    assert all(p["status"] == "ok" for p in body["providers"].values())
+
+
+def test_health_fails_when_a_provider_is_down() -> None:
+    """With nobody listening at the providers' address, `/health` is 503."""
+    with TestClient(create_app(for_stub(f"http://127.0.0.1:{free_port()}/v1"))) as test_client:
+        response = test_client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["providers"]["openai"]["status"] == "fail"
+
+
+def test_metrics_are_prometheus_text(client: TestClient) -> None:
+    """`/metrics` answers the pool's counters in the Prometheus text format."""
+    assert client.post("/chat", json=HELLO).status_code == 200
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert 'provider="openai"' in response.text
 
 
 def test_embed_returns_one_vector_per_text(client: TestClient) -> None:
@@ -162,15 +223,14 @@ def test_chat_stream_relays_every_chunk_and_done(client: TestClient, stub: Stub)
 
 
 def test_stats_route_lists_the_providers(client: TestClient, stub: Stub) -> None:
-    """`GET /providers` shows the open pool and each provider's counters, never its key."""
+    """`GET /stats` shows and each provider's counters, never its key."""
     for _ in range(5):
         assert client.post("/chat", json=HELLO).status_code == 200
-    response = client.get("/providers")
+    response = client.get("/stats")
     assert response.status_code == 200
     body = response.json()
-    assert body["state"] == "open"
-    assert set(body["providers"]) == {"openai", "voyage", "cohere"}
-    openai = body["providers"]["openai"]
+    assert set(body) == {"openai", "voyage", "cohere"}
+    openai = body["openai"]
     assert openai["base_url"] == stub.url
     assert openai["transport"] == "PoolTransport"
     assert openai["connections_opened"] == 1  # five calls over one kept-alive connection
@@ -180,7 +240,7 @@ def test_stats_route_lists_the_providers(client: TestClient, stub: Stub) -> None
 
 def test_the_pool_is_closed_after_the_app_stops(stub: Stub) -> None:
     """Leaving the `TestClient` block runs the lifespan's shutdown: every client closes."""
-    app = create_app(Settings.for_stub(stub.url))
+    app = create_app(for_stub(stub.url))
     with TestClient(app) as test_client:
         pool = httpool.get_pool(test_client)
         assert test_client.post("/chat", json=HELLO).status_code == 200
@@ -203,7 +263,7 @@ def test_the_pool_is_closed_after_the_app_stops(stub: Stub) -> None:
 def test_a_refused_key_is_a_clean_502(path: str, body: Any, provider: str) -> None:
     """A key the upstream refuses gives a 502 naming the provider; the key never shows."""
     with serve_stub(api_keys=["the-right-key"]) as stub:
-        app = create_app(Settings.for_stub(stub.url, api_key=WRONG_KEY))
+        app = create_app(for_stub(stub.url, api_key=WRONG_KEY))
         with TestClient(app) as test_client:
             response = test_client.post(path, json=body)
     assert response.status_code == 502
@@ -227,7 +287,7 @@ def test_the_stub_refuses_a_request_without_a_key(stub: Stub) -> None:
 def test_an_answer_of_the_wrong_shape_is_a_clean_502(upstream: Upstream, path: str) -> None:
     """A 2xx body that is not a chat completion gives a 502, not a 500 or the body."""
     # The test upstream echoes the request, headers included: a body the app must not relay.
-    app = create_app(Settings.for_stub(f"{upstream.url}/v1", api_key=WRONG_KEY))
+    app = create_app(for_stub(f"{upstream.url}/v1", api_key=WRONG_KEY))
     with TestClient(app) as test_client:
         response = test_client.post(path, json=HELLO)
     assert response.status_code == 502
@@ -242,7 +302,7 @@ def test_an_answer_of_the_wrong_shape_is_a_clean_502(upstream: Upstream, path: s
 
 def test_an_unreachable_provider_is_a_clean_502() -> None:
     """A provider that nobody listens for gives a 502 `connect_error` naming it."""
-    app = create_app(Settings.for_stub(f"http://127.0.0.1:{free_port()}/v1"))
+    app = create_app(for_stub(f"http://127.0.0.1:{free_port()}/v1"))
     with TestClient(app) as test_client:
         response = test_client.post("/embed", json={"texts": ["fog"]})
     assert response.status_code == 502
@@ -260,23 +320,30 @@ async def breaks_off_mid_stream(scope: dict[str, Any], receive: Any, send: Any) 
     raise RuntimeError("the upstream fell over (on purpose, in a test)")
 
 
-def test_an_upstream_that_breaks_off_mid_stream_ends_with_an_error_event() -> None:
-    """When the upstream dies mid-stream, the caller gets the chunks so far and an error event."""
+def test_an_upstream_that_breaks_off_mid_stream_breaks_off_the_relay_too() -> None:
+    """When the upstream dies mid-stream, the caller gets the chunks so far, then an
+    incomplete body (never a made-up end), and the app's openai client stays usable."""
     with serve_in_thread(breaks_off_mid_stream, lifespan="off") as url:
-        app = create_app(Settings.for_stub(f"{url}/v1"))
-        with TestClient(app) as test_client:
-            response = test_client.post("/chat/stream", json=HELLO)
-    assert response.status_code == 200
-    assert sse_data(response.text.splitlines())[0] == '{"n": 0}'
-    assert "event: error" in response.text
-    assert '"kind": "stream_broken"' in response.text
-    assert "[DONE]" not in response.text
+        app = create_app(for_stub(f"{url}/v1"))
+        with serve_in_thread(app) as app_url, httpx.Client(base_url=app_url) as http:
+            received: list[str] = []
+            with http.stream("POST", "/chat/stream", json=HELLO) as response:
+                assert response.status_code == 200
+                with pytest.raises(httpx.RemoteProtocolError):
+                    received.extend(response.iter_lines())
+            assert sse_data(received) == ['{"n": 0}']
+
+            def openai_idle() -> bool:
+                stats = http.get("/stats").json()["openai"]
+                return bool(stats["requests_in_flight"] == 0 and stats["connections_in_use"] == 0)
+
+            assert wait_for(openai_idle)
 
 
 def test_a_client_that_goes_away_mid_stream_releases_the_upstream() -> None:
     """When the caller disconnects mid-stream, the app closes the upstream stream too."""
     with serve_stub(chunk_delay=0.2) as stub:  # ten chunks over two seconds
-        app = create_app(Settings.for_stub(stub.url))
+        app = create_app(for_stub(stub.url))
         with serve_in_thread(app) as app_url, httpx.Client(base_url=app_url) as http:
             with http.stream("POST", "/chat/stream", json=HELLO) as response:
                 lines = response.iter_lines()  # kept: dropping it would close the stream
@@ -285,13 +352,13 @@ def test_a_client_that_goes_away_mid_stream_releases_the_upstream() -> None:
             assert wait_for(lambda: stub.state.streams_open == 0)
 
             def openai_idle() -> bool:
-                stats = http.get("/providers").json()["providers"]["openai"]
+                stats = http.get("/stats").json()["openai"]
                 return bool(stats["requests_in_flight"] == 0 and stats["connections_in_use"] == 0)
 
             assert wait_for(openai_idle)
             # The app is still fine, and so is its openai client.
             assert http.post("/chat", json=HELLO).status_code == 200
-            assert http.get("/providers").json()["state"] == "open"
+            assert http.get("/health").json()["status"] == "ok"
 
 
 # -- the routes, at the async level ---------------------------------------------------
@@ -300,7 +367,7 @@ def test_a_client_that_goes_away_mid_stream_releases_the_upstream() -> None:
 @pytest.mark.anyio
 async def test_routes_through_lifespan_manager(stub: Stub) -> None:
     """Under `LifespanManager` + `ASGITransport`, embed, chat and stream all work."""
-    app = create_app(Settings.for_stub(stub.url))
+    app = create_app(for_stub(stub.url))
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(
@@ -320,28 +387,32 @@ async def test_routes_through_lifespan_manager(stub: Stub) -> None:
 # -- configuration ----------------------------------------------------------------------
 
 
-def test_settings_default_to_the_stub() -> None:
-    """With no variables set, every provider points at the stub with a dummy key."""
-    settings = Settings.from_env({"OPENAI_API_KEY": "sk-real"})  # a key alone does not switch
-    assert settings.openai.stub
-    assert settings.uses_stub
-    assert settings.openai.base_url == "http://127.0.0.1:8100/v1"
+def test_providers_default_to_the_stub() -> None:
+    """With no `HTTPOOL_` variables, `providers.toml` points all three at the stub."""
+    providers = {p.name: p for p in load_providers()}
+    assert set(providers) == {"openai", "voyage", "cohere"}
+    assert {p.base_url for p in providers.values()} == {DEFAULT_STUB_URL}
+    assert providers["voyage"].limits == httpool.limits(max_connections=50)
+    assert providers["voyage"].timeout == httpool.timeout(read=30)
+    assert providers["openai"].timeout == httpool.DEFAULT_TIMEOUT
 
 
-def test_settings_switch_a_provider_to_a_real_api() -> None:
-    """A base URL and a key point one provider at a real API, the key kept secret."""
-    env = {"OPENAI_BASE_URL": "https://api.openai.com/v1", "OPENAI_API_KEY": "sk-real-123"}
-    settings = Settings.from_env(env)
-    assert not settings.openai.stub
-    assert settings.voyage.stub
-    assert settings.openai.api_key.get_secret_value() == "Bearer sk-real-123"
-    assert "sk-real-123" not in repr(settings)
+def test_variables_switch_a_provider_to_a_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`HTTPOOL_OPENAI_BASE_URL` and `..._API_KEY` win over the file; the key stays secret."""
+    monkeypatch.setenv("HTTPOOL_OPENAI_BASE_URL", "https://api.openai.com/v1")
+    monkeypatch.setenv("HTTPOOL_OPENAI_API_KEY", "sk-real-123")
+    providers = {p.name: p for p in load_providers("http://127.0.0.1:9999/v1")}
+    assert providers["openai"].base_url == "https://api.openai.com/v1"
+    assert providers["voyage"].base_url == "http://127.0.0.1:9999/v1"  # moved with the stub
+    assert providers["openai"].plain_headers()["Authorization"] == "Bearer sk-real-123"
+    assert "sk-real-123" not in repr(providers["openai"])
 
 
-def test_settings_refuse_a_base_url_without_its_key() -> None:
-    """A real base URL without its key fails at once, naming the missing variable."""
-    with pytest.raises(ValueError, match="VOYAGE_API_KEY"):
-        Settings.from_env({"VOYAGE_BASE_URL": "https://api.voyageai.com/v1"})
+def test_a_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad value fails at once with a `ConfigError` naming the variable."""
+    monkeypatch.setenv("HTTPOOL_VOYAGE_MAX_CONNECTIONS", "lots")
+    with pytest.raises(httpool.ConfigError, match="HTTPOOL_VOYAGE_MAX_CONNECTIONS"):
+        load_providers()
 
 
 # -- python -m example_app --------------------------------------------------------------
@@ -365,7 +436,7 @@ def test_python_m_example_app_stops_cleanly(signum: signal.Signals) -> None:
         url = f"http://127.0.0.1:{port}"
         assert wait_for(lambda: not port_is_free(port), seconds=20)
         with httpx.Client(base_url=url) as http:
-            assert wait_for(lambda: http.get("/").status_code == 200)
+            assert wait_for(lambda: http.get("/health").status_code == 200)
             assert http.post("/chat", json=HELLO).status_code == 200
             assert http.post("/embed", json={"texts": ["fog"]}).status_code == 200
         process.send_signal(signum)
@@ -375,6 +446,7 @@ def test_python_m_example_app_stops_cleanly(signum: signal.Signals) -> None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, output
+    assert f"status page  {url}/\n" in output
     assert f"{url}/docs" in output
     assert "stopped" in output
     assert port_is_free(port)

@@ -22,11 +22,13 @@ PUBLIC = {
     "get_pool",
     "install_error_handlers",
     "lifespan",
+    "limits",
     "per_worker",
     "providers_from_env",
     "proxy_stream",
     "router",
     "sync_client",
+    "timeout",
 }
 
 

@@ -100,11 +100,11 @@ async def test_pool_transport_given_explicitly_fails_clearly_and_closes(
 
 @pytest.fixture
 def trio_app(upstream: Upstream) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """hypercorn's trio worker serving `trio_app:app` on 127.0.0.1; stopped after the test."""
+    """hypercorn's trio worker serving `trio_app:create_app()` on 127.0.0.1; stopped after the test."""
     port = free_port()
     hypercorn = Path(sys.executable).parent / "hypercorn"
     command = [str(hypercorn), "--worker-class", "trio", "--bind", f"127.0.0.1:{port}"]
-    command += ["--graceful-timeout", "5", "--log-level", "info", "trio_app:app"]
+    command += ["--graceful-timeout", "5", "--log-level", "info", "trio_app:create_app()"]
     env = {**os.environ, "UPSTREAM_URL": upstream.url, "PYTHONDONTWRITEBYTECODE": "1"}
     process = subprocess.Popen(
         command, cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

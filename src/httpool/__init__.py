@@ -1,11 +1,7 @@
 """httpool: named, long-lived httpx clients for FastAPI and Starlette apps."""
 
-from __future__ import annotations
-
-from typing import Any
-
 from ._budget import per_worker
-from ._config import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Provider
+from ._config import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Provider, limits, timeout
 from ._depends import client, sync_client
 from ._errors import ConfigError, OriginNotAllowedError, PoolClosedError, UnknownProviderError
 from ._handlers import install_error_handlers
@@ -36,15 +32,18 @@ __all__ = [
     "get_pool",
     "install_error_handlers",
     "lifespan",
+    "limits",
     "per_worker",
     "providers_from_env",
     "proxy_stream",
     "router",
     "sync_client",
+    "timeout",
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> str:
+    """`httpool.__version__`, read from the installed package's metadata when asked."""
     if name == "__version__":
         from importlib.metadata import version
 

@@ -320,6 +320,9 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
 
         check_support(routes, "aiohttp", where)
         options["verify"] = _verify(provider)
+        # aiohttp speaks HTTP/1.1 only; asked for HTTP/2 (httpool's default), it logs a
+        # warning on the root logger for every client. `http2` means "offer it": no offer.
+        options["http2"] = False
         return routed(
             routes,
             lambda p: AiohttpTransport(**options, proxy=_httpx(p, auth_header=True)),

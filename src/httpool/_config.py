@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias
 
 import httpx
 
+from ._errors import ConfigError
 from ._proxy import proxy_label
 from ._secret import MASK, Secret, redact_url
 
@@ -20,8 +23,12 @@ __all__ = [
     "Provider",
     "TransportName",
     "TransportSpec",
+    "limits",
     "origin_of",
+    "timeout",
 ]
+
+logger = logging.getLogger("httpool")
 
 #: Connect fast, wait long for the model: LLM responses take tens of seconds, and a
 #: streamed answer may pause between tokens; a dead host should fail in seconds.
@@ -69,8 +76,10 @@ class Provider:
             sent to this origin (and `allowed_origins`).
         headers: default headers; wrap credentials in `Secret` so they never show.
         auth: an `httpx.Auth`, or a `(user, password)` pair for basic auth.
-        timeout: an `httpx.Timeout` or seconds; see `DEFAULT_TIMEOUT`.
-        limits: an `httpx.Limits`; see `DEFAULT_LIMITS`.
+        timeout: an `httpx.Timeout` or seconds; see `DEFAULT_TIMEOUT`. To change a few
+            fields and keep httpool's defaults for the rest: `httpool.timeout(read=90)`.
+        limits: an `httpx.Limits`; see `DEFAULT_LIMITS`. To change a few fields and keep
+            httpool's defaults for the rest: `httpool.limits(max_connections=50)`.
         http2: offer HTTP/2 (ALPN) on https origins; plain http stays on HTTP/1.1.
         follow_redirects: as in httpx; off by default.
         verify: TLS verification as in httpx (`True`, a CA bundle path or an
@@ -131,6 +140,7 @@ class Provider:
 
         for field, value in validate_provider(self).items():
             object.__setattr__(self, field, value)
+        _warn_short_keepalive(self)
 
     def with_overrides(self, **overrides: Any) -> Provider:
         """A copy with CodeWeaver-style flat overrides (`read_timeout=90`, `http2=False`...)."""
@@ -201,3 +211,110 @@ def origin_of(url: httpx.URL) -> str:
     default_port = {"http": 80, "https": 443}.get(url.scheme)
     port = "" if url.port in (None, default_port) else f":{url.port}"
     return f"{url.scheme}://{url.host}{port}"
+
+
+#: Provider names already warned about a short `keepalive_expiry`, to warn once each.
+_warned_keepalive: set[str] = set()
+
+#: At or below this, idle connections are dropped almost at once (httpx's default is 5 s).
+SHORT_KEEPALIVE: Final = 5.0
+
+
+def _warn_short_keepalive(provider: Provider) -> None:
+    expiry = provider.limits.keepalive_expiry
+    if not isinstance(provider.transport, str) or expiry is None or expiry > SHORT_KEEPALIVE:
+        return  # a transport instance or factory brings its own limits
+    if provider.name in _warned_keepalive:
+        return
+    _warned_keepalive.add(provider.name)
+    logger.warning(
+        "httpool: provider %r has limits.keepalive_expiry=%ss: idle connections are "
+        "dropped that soon, so calls further apart pay TCP+TLS set-up again, and 5 s is "
+        "the keep-alive timeout of many servers, which races with reuse. httpx.Limits() "
+        "fills unset fields with httpx's defaults (5 s); httpool.limits(...) starts from "
+        "httpool's (%ss)",
+        provider.name,
+        expiry,
+        DEFAULT_LIMITS.keepalive_expiry,
+        extra={"provider": provider.name},
+    )
+
+
+def _count(helper: str, field: str, value: int | None, default: int | None) -> int | None:
+    if value is None:
+        return default
+    if type(value) is not int or value < 1:
+        msg = f"httpool.{helper}({field}={value!r}): expected a whole number >= 1"
+        raise ConfigError(msg)
+    return value
+
+
+def _seconds(helper: str, field: str, value: float | None, default: float | None) -> float | None:
+    if value is None:
+        return default
+    number: object = value  # callers may pass anything at run time
+    if (
+        isinstance(number, bool) or not isinstance(number, int | float) or not 0 < number < math.inf
+    ):  # also refuses NaN
+        msg = f"httpool.{helper}({field}={value!r}): expected a finite number of seconds > 0"
+        raise ConfigError(msg)
+    return float(number)
+
+
+def limits(
+    *,
+    max_connections: int | None = None,
+    max_keepalive_connections: int | None = None,
+    keepalive_expiry: float | None = None,
+) -> httpx.Limits:
+    """httpool's `DEFAULT_LIMITS` with only the given fields changed.
+
+    ```python
+    httpool.Provider("voyage", base_url=..., limits=httpool.limits(max_connections=50))
+    ```
+
+    Unlike `httpx.Limits(max_connections=50)`, whose unset fields take httpx's defaults
+    (20 kept alive, for 5 s), the other fields keep httpool's: every connection may stay
+    alive (`max_keepalive_connections` follows `max_connections` unless given), for 30 s.
+
+    Raises:
+        ConfigError: naming the field, for a count that is not a whole number >= 1 or
+            an expiry that is not a finite number of seconds > 0.
+    """
+    default = DEFAULT_LIMITS
+    connections = _count("limits", "max_connections", max_connections, default.max_connections)
+    kept_default = default.max_keepalive_connections if max_connections is None else connections
+    kept = _count("limits", "max_keepalive_connections", max_keepalive_connections, kept_default)
+    expiry = _seconds("limits", "keepalive_expiry", keepalive_expiry, default.keepalive_expiry)
+    return httpx.Limits(
+        max_connections=connections, max_keepalive_connections=kept, keepalive_expiry=expiry
+    )
+
+
+def timeout(
+    *,
+    connect: float | None = None,
+    read: float | None = None,
+    write: float | None = None,
+    pool: float | None = None,
+) -> httpx.Timeout:
+    """httpool's `DEFAULT_TIMEOUT` with only the given fields changed, in seconds.
+
+    ```python
+    httpool.Provider("openai", base_url=..., timeout=httpool.timeout(read=90))
+    ```
+
+    Unlike `httpx.Timeout(90)`, which sets all four to 90 s, the others keep httpool's
+    defaults: connect 5 s, write 10 s, pool 10 s (and read 60 s when not given). For a
+    timeout without limit, pass an `httpx.Timeout` with `None` for that field.
+
+    Raises:
+        ConfigError: naming the field, for a value that is not a finite number > 0.
+    """
+    default = DEFAULT_TIMEOUT
+    return httpx.Timeout(
+        connect=_seconds("timeout", "connect", connect, default.connect),
+        read=_seconds("timeout", "read", read, default.read),
+        write=_seconds("timeout", "write", write, default.write),
+        pool=_seconds("timeout", "pool", pool, default.pool),
+    )

@@ -11,8 +11,9 @@ import httpx
 
 from ._asyncio_backend import AsyncioBackend
 from ._dns import DNSCache
-from ._http11 import HTTPTOOLS, HTTP11Connection
-from ._slots import Conn, Inner
+from ._http2 import H2Counters, HTTP2Connection, StreamBudget
+from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
+from ._slots import Conn, Inner, Key
 from ._tunnel import forwards, open_via_proxy
 
 logger = logging.getLogger("httpool.transport")
@@ -40,6 +41,9 @@ class Dialer:
         keepalive_expiry: float | None,
         given_context: bool = False,
         http2: bool = False,
+        max_head_size: int = MAX_HEAD_SIZE,
+        max_headers: int = MAX_HEADERS,
+        counters: H2Counters | None = None,
         dns: DNSCache | None = None,
     ) -> None:
         self._ssl = ssl_context
@@ -52,6 +56,10 @@ class Dialer:
         self._expiry = keepalive_expiry
         self._alpn_check = given_context and http1  # the caller's context decides ALPN
         self._http2 = http2
+        self._max_head = max_head_size
+        self._max_headers = max_headers
+        self._counters = counters if counters is not None else H2Counters()
+        self._budgets: dict[Key, StreamBudget] = {}  # by pool key: origin and proxy
 
     async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
         """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
@@ -103,17 +111,28 @@ class Dialer:
         ssl_object = stream.get_extra_info("ssl_object")
         selected = None if ssl_object is None else ssl_object.selected_alpn_protocol()
         is_h2 = not forward and (not self._http1 or selected == "h2")
-        if self._alpn_check and ssl_object is not None and is_h2 != self._http2:
+        # Forwarded to a proxy, the TLS (if any) is the proxy's, not the caller's context.
+        if self._alpn_check and not forward and ssl_object is not None and is_h2 != self._http2:
             self._alpn_check = False
             _alpn_warning(conn, self._http2)
         expiry = self._expiry
         if is_h2:
-            return httpcore.AsyncHTTP2Connection(origin, stream, keepalive_expiry=expiry), True
-        if not HTTPTOOLS:  # pragma: no cover
-            return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=expiry), False
-        if forward:  # to the proxy itself: absolute-form targets and its headers
-            return HTTP11Connection(stream, expiry, proxy_headers=via.headers), False
-        return HTTP11Connection(stream, expiry), False
+            budget = self._budgets.get(conn.origin.key)  # the full key: per proxy too
+            if budget is None:
+                budget = self._budgets[conn.origin.key] = StreamBudget()
+            h2conn = HTTP2Connection(stream, expiry, self._counters, budget)
+            await h2conn.start(timeout)  # closes the stream if it fails
+            return h2conn, True
+        # To a forward proxy itself: absolute-form targets and the proxy's headers.
+        proxy_headers = via.headers if forward else None
+        h1 = HTTP11Connection(
+            stream,
+            expiry,
+            max_head_size=self._max_head,
+            max_headers=self._max_headers,
+            proxy_headers=proxy_headers,
+        )
+        return h1, False
 
 
 def _alpn_warning(conn: Conn, http2: bool) -> None:

@@ -1,14 +1,14 @@
 """One exchange on one connection: httpx and httpcore requests, errors and responses.
 
-The transport hands a request to an HTTP/1.1 or HTTP/2 connection here and wraps the
-answer: httpcore's exceptions become httpx's, and the response body gives its
-connection back to the pool exactly once when closed.
+The transport hands a request to a connection here and wraps the answer: httpcore's
+exceptions (and `StreamNotProcessed`, an httpcore `RemoteProtocolError`) become httpx's,
+and the response body gives its connection back to the pool exactly once when closed.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpcore
 import httpx
@@ -19,11 +19,9 @@ from ._slots import Conn, Inner
 __all__ = [
     "Body",
     "ResponseStream",
-    "goaway",
     "map_error",
     "pool_key",
     "response_started",
-    "send_core",
 ]
 
 _ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
@@ -67,13 +65,6 @@ def response_started(inner: Inner | None) -> bool:
     return isinstance(inner, HTTP11Connection) and inner.response_started
 
 
-def goaway(exc: BaseException) -> bool:
-    """Whether `exc` is how httpcore and h2 fail a stream on a connection that got GOAWAY."""
-    if isinstance(exc, httpcore.RemoteProtocolError):
-        return "ConnectionTerminated" in str(exc)
-    return isinstance(exc, httpcore.LocalProtocolError) and "ConnectionState.CLOSED" in str(exc)
-
-
 def pool_key(request: httpx.Request) -> tuple[bytes, bytes, int]:
     """The pool key of `request`: (scheme, host, port)."""
     url = request.url
@@ -85,30 +76,6 @@ def pool_key(request: httpx.Request) -> tuple[bytes, bytes, int]:
         msg = "PoolTransport needs an async request body (use httpx.AsyncClient)"
         raise TypeError(msg)
     return scheme, url.raw_host, url.port or (443 if scheme == b"https" else 80)
-
-
-def _to_core(request: httpx.Request) -> httpcore.Request:
-    """The httpcore request for `request`."""
-    url = request.url
-    scheme = url.raw_scheme
-    port = url.port or (443 if scheme == b"https" else 80)
-    return httpcore.Request(
-        method=request.method,
-        url=httpcore.URL(scheme=scheme, host=url.raw_host, port=port, target=url.raw_path),
-        headers=request.headers.raw,
-        content=request.stream,
-        extensions=request.extensions,
-    )
-
-
-async def send_core(
-    inner: Inner | None, request: httpx.Request
-) -> tuple[int, list[tuple[bytes, bytes]], Body, dict[str, Any]]:
-    """Send `request` on an httpcore connection (HTTP/2, or HTTP/1.1 without httptools)."""
-    assert isinstance(inner, httpcore.AsyncConnectionInterface)
-    response = await inner.handle_async_request(_to_core(request))
-    body: Any = response.stream
-    return response.status, response.headers, body, dict(response.extensions)
 
 
 class Body(Protocol):

@@ -1,109 +1,301 @@
-"""A fast HTTP/1.1 connection: send an `httpx.Request`, parse the response with httptools.
+"""httpool's HTTP/1.1 connection: send an `httpx.Request`, read the response by h11's rules.
 
 `HTTP11Connection` speaks HTTP/1.1 over any httpcore network stream (see
-`_asyncio_backend`) with httptools (llhttp) parsing the responses; HTTP/2 stays with
-httpcore.
+`_asyncio_backend`). Requests are framed as h11 frames them: the declared
+`Content-Length` is enforced before a byte past it is written, and ambiguous framing is
+refused. Responses are parsed as h11 parses them (RFC 9112: obs-fold unfolded, bare LF
+accepted, values stripped of surrounding whitespace, only `chunked` as a transfer
+coding), with a bounded head and header count; the few places where httpool is stricter
+than h11 are listed in `tests/transport/test_h11_differential.py`. A connection with any
+byte left over after a response is never reused.
+
+The parser is a handful of regular expressions on the bytes read: a response head is
+found with one search, checked with one match and split with one `findall`, and a
+`Content-Length` body is handed on as read, so the usual small response costs about as
+much as a C parser's callbacks would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 import time
-from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 import httpcore
 import httpx
 
-try:
-    import httptools
-except ImportError:  # pragma: no cover - a dependency; without it httpcore's h11 is used
-    HTTPTOOLS = False
-else:
-    HTTPTOOLS = True
-
-__all__ = ["HTTPTOOLS", "HTTP11Connection"]
+__all__ = ["MAX_HEADERS", "MAX_HEAD_SIZE", "HTTP11Connection"]
 
 READ_SIZE = 64 * 1024
+COALESCE = 64 * 1024  # a head and a first body chunk up to this size go out in one write
+WRITE_SLICE = 256 * 1024  # a larger body goes out in slices of this size, never copied whole
+MAX_HEAD_SIZE = 100 * 1024  # the limit httpcore sets on h11
+MAX_HEADERS = 100  # header lines in a response head (Apache's LimitRequestFields)
+MAX_LENGTH_DIGITS = 20  # of a Content-Length, as in h11
 NEW, ACTIVE, IDLE, CLOSED = range(4)
-NO_BODY = frozenset({204, 304})
-TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # a method or header name (RFC 9110)
+LENGTH, CHUNKED, TO_EOF, DONE = range(4)  # how the rest of a response body is framed
+
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"  # a method or a field name (RFC 9110 §5.6.2)
+_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"  # field-value bytes: no control character but HTAB
+REQUEST_HEAD = re.compile(
+    _TOKEN + rb" [\x21-\x7e]+ HTTP/1\.1\r\n(?:" + _TOKEN + rb": " + _VALUE + rb"\r\n)*\r\n"
+)
+TOKEN = re.compile(_TOKEN)
+CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head: an empty line, CRLF or bare LF
+STATUS_FAST = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: (" + _VALUE + rb"))?\r\n")
+FIELD_FAST = re.compile(rb"^(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")\r\n", re.MULTILINE)
+STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (.*))?", re.DOTALL)
+FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(.*)", re.DOTALL)
+CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")  # h11's: extensions ignored
+CHUNK_FAST = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*\r\n")  # the usual size line
+FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host", b"connection", b"upgrade"})
+VERSIONS = (b"HTTP/1.0", b"HTTP/1.1")
+
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def _show(data: bytes | bytearray, limit: int = 40) -> str:
+    """A short printable form of bytes from the wire, for an error message."""
+    text = repr(bytes(data[:limit]))
+    return text + "..." if len(data) > limit else text
+
+
+def _remote(msg: str) -> httpcore.RemoteProtocolError:
+    return httpcore.RemoteProtocolError(msg)
+
+
+def parse_head(block: bytes, max_headers: int) -> tuple[int, int, bytes, list[tuple[bytes, bytes]]]:
+    """Parse a response head (up to the line feed of its last line, before the empty line).
+
+    Returns (minor version, status, reason phrase, headers with their values stripped).
+    """
+    lines = block.count(b"\n")
+    if lines - 1 > max_headers:
+        msg = (
+            f"the response head has {lines - 1} header lines, more than max_headers="
+            f"{max_headers}; raise PoolTransport(max_headers=...) if the server is trusted"
+        )
+        raise _remote(msg)
+    match = STATUS_FAST.match(block)
+    if match is not None:
+        headers: list[tuple[bytes, bytes]] = FIELD_FAST.findall(block, match.end())
+        if len(headers) == lines - 1:  # every line matched: CRLF only, no obs-fold, no CTL
+            if b" \r\n" in block or b"\t\r\n" in block:
+                headers = [(name, value.rstrip(b" \t")) for name, value in headers]
+            return int(match[1]), int(match[2]), match[3] or b"", headers
+    return _parse_head_slowly(block)
+
+
+def _parse_head_slowly(block: bytes) -> tuple[int, int, bytes, list[tuple[bytes, bytes]]]:
+    """`parse_head` for bare LF and obs-fold, and to say what is wrong with a bad head."""
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in block.split(b"\n")[:-1]]
+    first = lines[0]
+    match = STATUS_LINE.fullmatch(first)
+    if match is None or CONTROL.search(first):
+        msg = (
+            f"malformed status line {_show(first)}: a response starts with HTTP/1.1 "
+            "(or HTTP/1.0), a space and a three-digit status code"
+        )
+        raise _remote(msg)
+    if match[1] != b"1" or match[2] not in (b"0", b"1"):
+        msg = (
+            f"unsupported HTTP version in the status line {_show(first)}: httpool "
+            "speaks HTTP/1.0 and HTTP/1.1 here"
+        )
+        raise _remote(msg)
+    status = int(match[3])
+    if not 100 <= status <= 599:
+        msg = f"status code {match[3].decode()} in the status line is outside 100-599"
+        raise _remote(msg)
+    return int(match[2]), status, match[4] or b"", parse_fields(lines[1:])
+
+
+def parse_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """Header or trailer lines (line ends removed) as (name, value): obs-fold unfolded."""
+    fields: list[tuple[bytes, bytes]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):  # obs-fold: RFC 9112 §5.2, replaced by one space
+            if not fields:
+                msg = "malformed response head: a continuation line before any header"
+                raise _remote(msg)
+            name, value = fields[-1]
+            fields[-1] = (name, value + b" " + line.lstrip(b" \t"))
+            continue
+        match = FIELD_LINE.fullmatch(line)
+        if match is None:
+            msg = (
+                f"malformed header line starting {_show(line.partition(b':')[0], 30)}: "
+                "a header line is a token name, a colon and a value"
+            )
+            raise _remote(msg)
+        fields.append((match[1], match[2]))
+    out = []
+    for name, value in fields:
+        stripped = value.strip(b" \t")
+        if CONTROL.search(stripped):
+            msg = f"header {_show(name)} has a control character in its value"
+            raise _remote(msg)
+        out.append((name, stripped))
+    return out
+
+
+def check_framing(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], int | None, bool, bool]:
+    """The body framing a response's headers declare, checked as h11 checks it.
+
+    Returns the headers (a duplicate identical Content-Length dropped, as h11 does), the
+    Content-Length or None, whether the body is chunked, and whether the server said
+    `Connection: close`.
+    """
+    length: bytes | None = None
+    coding: bytes | None = None
+    close = redo = False
+    for name, value in headers:
+        n = len(name)
+        if n == 14 or n == 17 or n == 10:  # noqa: PLR1714 (faster than a set here)
+            lower = name.lower()
+            if lower == b"content-length":
+                if length is not None or not value.isdigit():
+                    redo = True
+                length = value
+            elif lower == b"transfer-encoding":
+                if coding is not None:
+                    msg = "the response has more than one Transfer-Encoding header"
+                    raise _remote(msg)
+                coding = value
+            elif lower == b"connection" and b"close" in value.lower():
+                close = close or b"close" in [p.strip() for p in value.lower().split(b",")]
+    if redo:
+        headers, length = _content_length(headers)
+    if length is not None and len(length) > MAX_LENGTH_DIGITS:
+        msg = f"the response's Content-Length has more than {MAX_LENGTH_DIGITS} digits"
+        raise _remote(msg)
+    if coding is not None and coding != b"chunked":
+        if coding.lower() != b"chunked":
+            msg = (
+                f"unsupported Transfer-Encoding {_show(coding)} in the response: only "
+                "'chunked' alone is a framing httpool (like h11) can read"
+            )
+            raise _remote(msg)
+        headers = [(k, v.lower() if k.lower() == b"transfer-encoding" else v) for k, v in headers]
+    return headers, None if length is None else int(length), coding is not None, close
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """h11's rule for several or comma-listed Content-Lengths: all equal, kept once."""
+    seen: bytes | None = None
+    out = []
+    for name, value in headers:
+        if name.lower() != b"content-length":
+            out.append((name, value))
+            continue
+        lengths = {part.strip() for part in value.split(b",")}
+        if len(lengths) != 1:
+            msg = "the response has conflicting Content-Length values"
+            raise _remote(msg)
+        length = lengths.pop()
+        if not length.isdigit():
+            msg = f"the response's Content-Length {_show(length)} is not a number"
+            raise _remote(msg)
+        if seen is None:
+            seen = length
+            out.append((name, length))
+        elif length != seen:
+            msg = "the response has conflicting Content-Length headers"
+            raise _remote(msg)
+    assert seen is not None
+    return out, seen
+
+
+def _core_request(request: httpx.Request) -> httpcore.Request:
+    """The httpcore form of `request`, for the `trace` extension's `info`."""
+    url = request.url
+    port = url.port or (443 if url.raw_scheme == b"https" else 80)
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path),
+        headers=request.headers.raw,
+        content=request.stream,
+        extensions=request.extensions,
+    )
+
+
+class _Traced:
+    """One step of an exchange as httpcore traces it: `http11.<step>.started` and so on."""
+
+    __slots__ = ("_info", "_name", "_trace", "return_value")
+
+    def __init__(self, trace: Trace, name: str, info: dict[str, Any]) -> None:
+        self._trace = trace
+        self._name = "http11." + name
+        self._info = info
+        self.return_value: Any = None
+
+    async def _call(self, suffix: str, info: dict[str, Any]) -> None:
+        result = self._trace(self._name + suffix, info)
+        if not inspect.isawaitable(result):
+            msg = "the `trace` extension of an async client must be an async function"
+            raise TypeError(msg)
+        await result
+
+    async def __aenter__(self) -> _Traced:
+        await self._call(".started", self._info)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self._call(".complete", {"return_value": self.return_value})
+        else:
+            await self._call(".failed", {"exception": exc})
 
 
 class HTTP11Connection:
-    """One HTTP/1.1 connection: send an `httpx.Request`, parse the response with httptools.
+    """One HTTP/1.1 connection: send an `httpx.Request`, read its response.
 
     It has the pool-facing methods of httpcore's connections (`is_available`,
-    `has_expired`, `is_idle`, `is_closed`, `aclose`).
+    `has_expired`, `is_idle`, `is_closed`, `aclose`). `max_head_size` bounds a response
+    head in bytes (informational responses included) and `max_headers` its header lines.
     """
 
     def __init__(
         self,
         stream: httpcore.AsyncNetworkStream,
         keepalive_expiry: float | None,
+        *,
+        max_head_size: int = MAX_HEAD_SIZE,
+        max_headers: int = MAX_HEADERS,
         proxy_headers: tuple[tuple[bytes, bytes], ...] | None = None,
     ) -> None:
         self._stream = stream
         self._proxy_headers = proxy_headers  # to a forward proxy: absolute-form targets
         self._expiry = keepalive_expiry
+        self._max_head = max_head_size
+        self._max_headers = max_headers
         self._expire_at: float | None = None
         self._state = NEW
-        self._reset(head=False)
-
-    def _reset(self, head: bool) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self._head = head
-        self._status = 0
-        self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._body: deque[bytes] = deque()
-        self._got_bytes = self._headers_done = self._done = self._interim = False
+        self._buf: bytes | bytearray = b""  # bytes read; those from `_pos` on not yet consumed
+        self._pos = 0
+        self._ready = b""  # a body piece already cut from `_buf`
+        self._mode = DONE
+        self._left = 0  # LENGTH: bytes to come; CHUNKED: bytes left of this chunk
+        self._crlf = 0  # CHUNKED: bytes of a chunk's closing CRLF still to check
+        self._trailers = False  # CHUNKED: the last chunk came, the trailer section is next
+        self._scan = 0  # where the search for a line end resumes in `_buf` (CHUNKED)
         self._keep = True
-        self._to_eof = False
-
-    # -- httptools callbacks -------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self._done:
-            self._keep = False  # bytes after the response: do not reuse
-
-    def on_status(self, status: bytes) -> None:
-        if not self._headers_done:
-            self._reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._headers_done:
-            self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        if self._headers_done:
-            return
-        status = self._parser.get_status_code()
-        if 100 <= status < 200:
-            self._interim = True  # 1xx: wait for the final response
-            return
-        self._status = status
-        self._headers_done = True
-        self._keep = self._keep and self._parser.should_keep_alive()
-        if self._head or status in NO_BODY:
-            self._done = True
-        elif not any(
-            k.lower() in (b"content-length", b"transfer-encoding") for k, _ in self._headers
-        ):
-            self._to_eof = True  # the body ends when the server closes
-
-    def on_body(self, body: bytes) -> None:
-        if not self._done:
-            self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
-            self._reason, self._headers = b"", []
-        else:
-            self._done = True
+        self._got_bytes = False
+        self._expected = 0  # LENGTH: the Content-Length, for the error message
+        self._no_body = self._connect = self._upgrade = False
 
     # -- requests ------------------------------------------------------------------------
 
@@ -111,96 +303,452 @@ class HTTP11Connection:
         self, request: httpx.Request, timeouts: dict[str, float | None]
     ) -> tuple[int, list[tuple[bytes, bytes]], _Body, dict[str, Any]]:
         """Send `request`; return status, headers, a body stream and response extensions."""
-        if self._state not in (NEW, IDLE):
+        if self._state != NEW and self._state != IDLE:  # noqa: PLR1714
             raise httpcore.ConnectionNotAvailable
         self._state = ACTIVE
         self._expire_at = None
-        self._reset(head=request.method == "HEAD")
+        self._got_bytes = False
+        self._keep = True
+        read_timeout = timeouts.get("read")
+        trace: Trace | None = request.extensions.get("trace")
         try:
-            with contextlib.suppress(httpcore.WriteError):  # the server may have answered
-                await self._send(request, timeouts.get("write"))
-            read_timeout = timeouts.get("read")
-            while not self._headers_done:
-                await self._feed(read_timeout)
+            if trace is None:
+                head, length, chunked = self._request_head(request)
+                with contextlib.suppress(httpcore.WriteError):  # the server may have answered
+                    await self._write(request, head, length, chunked, timeouts.get("write"))
+                status, headers, extensions = await self._read_response(read_timeout)
+            else:
+                status, headers, extensions = await self._exchange_traced(request, timeouts, trace)
         except BaseException:
-            await self.aclose()
+            if trace is None:
+                await self.aclose()
+            else:
+                async with _Traced(trace, "response_closed", {}):
+                    await self.aclose()
             raise
-        version = b"HTTP/" + self._parser.get_http_version().encode()
-        extensions = {"http_version": version, "reason_phrase": self._reason.strip()}
-        extensions["network_stream"] = self._stream  # type: ignore[assignment]
-        return self._status, self._headers, _Body(self, read_timeout), extensions
+        return status, headers, _Body(self, read_timeout, trace, request), extensions
 
-    async def _send(self, request: httpx.Request, seconds: float | None) -> None:
-        method = request.method.encode()
-        if not TOKEN.fullmatch(method):
-            msg = f"Illegal method {request.method!r}"
-            raise httpcore.LocalProtocolError(msg)
-        url, raw = request.url, request.headers.raw
-        target = url.raw_path
-        if self._proxy_headers is not None:
-            target = url.raw_scheme + b"://" + url.netloc + target
-            raw = [*raw, *self._proxy_headers]
+    async def _exchange_traced(
+        self, request: httpx.Request, timeouts: dict[str, float | None], trace: Trace
+    ) -> tuple[int, list[tuple[bytes, bytes]], dict[str, Any]]:
+        """`send` with the `trace` extension called as httpcore calls it."""
+        info = {"request": _core_request(request)}
+        seconds = timeouts.get("write")
+        try:
+            async with _Traced(trace, "send_request_headers", info):
+                head, length, chunked = self._request_head(request)
+                await self._stream.write(head, seconds)
+            async with _Traced(trace, "send_request_body", info):
+                await self._write(request, None, length, chunked, seconds)
+        except httpcore.WriteError:
+            pass  # the server may have answered
+        async with _Traced(trace, "receive_response_headers", info) as step:
+            status, headers, extensions = await self._read_response(timeouts.get("read"))
+            step.return_value = (
+                extensions["http_version"],
+                status,
+                extensions["reason_phrase"],
+                headers,
+            )
+        return status, headers, extensions
+
+    def _target(self, request: httpx.Request) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The request target and header fields: absolute form and the proxy's headers
+        added for a forward proxy (RFC 9112 §3.2.2), else origin form and the request's.
+        """
+        url, fields = request.url, request.headers.raw
+        if self._proxy_headers is None:
+            return url.raw_path, fields
+        target = url.raw_scheme + b"://" + url.netloc + url.raw_path
+        return target, [*fields, *self._proxy_headers]
+
+    def _request_head(self, request: httpx.Request) -> tuple[bytes, int, bool]:
+        """The request head, checked; with the body's Content-Length (or -1) and chunking."""
+        method = request.method.encode("ascii", "replace")
+        target, fields = self._target(request)
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-        chunked, length = False, -1
-        for name, value in raw:
-            if (
-                not TOKEN.fullmatch(name)
-                or b"\n" in value
-                or b"\r" in value
-                or b"\0" in value
-                or (name.lower() == b"content-length" and not value.strip().isdigit())
-            ):
-                msg = f"Illegal header {name!r}: a bad name, or a line break in its value"
-                raise httpcore.LocalProtocolError(msg)
+        length, chunked, hosts = -1, False, 0
+        self._no_body = method == b"HEAD"
+        self._connect = method == b"CONNECT"
+        self._upgrade = False
+        for name, value in fields:
             lower = name.lower()
-            if lower == b"connection" and b"close" in value.lower():
-                self._keep = False
-            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            elif lower == b"content-length":
-                length = int(value)
+            if lower in FRAMING:
+                if lower == b"content-length":
+                    if length >= 0:
+                        msg = "the request has more than one Content-Length header"
+                        raise httpcore.LocalProtocolError(msg)
+                    if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
+                        msg = "the request's Content-Length is not a number of bytes"
+                        raise httpcore.LocalProtocolError(msg)
+                    length = int(value)
+                elif lower == b"transfer-encoding":
+                    if chunked or value.strip(b" \t").lower() != b"chunked":
+                        msg = (
+                            "the request's Transfer-Encoding must be one header saying "
+                            "'chunked' (httpool, like h11, frames no other coding)"
+                        )
+                        raise httpcore.LocalProtocolError(msg)
+                    chunked = True
+                elif lower == b"host":
+                    hosts += 1
+                elif lower == b"connection":
+                    if b"close" in [p.strip() for p in value.lower().split(b",")]:
+                        self._keep = False
+                else:
+                    self._upgrade = True
             parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
-        pending, sent = b"".join(parts), 0
-        async for chunk in request.stream:  # type: ignore[union-attr]
-            if chunk:
-                sent += len(chunk)
-                pending += b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
-                if len(pending) >= READ_SIZE:
-                    await self._stream.write(pending, seconds)
-                    pending = b""
-        if chunked:
-            pending += b"0\r\n\r\n"
-        elif length != sent and (length >= 0 or sent):
-            msg = f"the body has {sent} bytes, its Content-Length says {length}"
-            raise httpcore.LocalProtocolError(msg)
-        await self._stream.write(pending, seconds)
+        head = b"".join(parts)
+        if (
+            hosts != 1
+            or (chunked and length >= 0)
+            or REQUEST_HEAD.fullmatch(head) is None
+            or head.count(b"\n") != len(fields) + 2  # a line break inside a value
+        ):
+            _refuse_head(request, method, hosts, both=chunked and length >= 0)
+        return head, length, chunked
 
-    async def _feed(self, seconds: float | None) -> bool:
-        """Read once and parse; False at the end of the stream."""
-        data = await self._stream.read(READ_SIZE, seconds)
-        if not data:
-            if not self._got_bytes:
-                msg = "Server disconnected without sending a response."
-                raise httpcore.RemoteProtocolError(msg)
-            if self._headers_done and self._to_eof:
-                self._done, self._keep = True, False
+    async def _write(
+        self,
+        request: httpx.Request,
+        head: bytes | None,
+        length: int,
+        chunked: bool,
+        seconds: float | None,
+    ) -> None:
+        """Write `head` (if not yet written) and the body; never a byte past its length.
+
+        A small head and first chunk go out in one write; a large chunk goes out in
+        slices, so an upload is never copied whole.
+        """
+        write = self._stream.write
+        pending = head
+        sent = 0
+        async for chunk in request.stream:  # type: ignore[union-attr]
+            size = len(chunk)
+            if not size:
+                continue
+            if chunked:
+                if size <= COALESCE:
+                    data = b"%x\r\n%b\r\n" % (size, chunk)
+                    await write(data if pending is None else pending + data, seconds)
+                else:
+                    line = b"%x\r\n" % size
+                    await write(line if pending is None else pending + line, seconds)
+                    await self._write_large(chunk, seconds)
+                    await write(b"\r\n", seconds)
+                pending = None
+                continue
+            sent += size
+            if sent > length:
+                raise _too_long(length)
+            if pending is not None:
+                if size <= COALESCE:
+                    await write(pending + chunk, seconds)
+                    pending = None
+                    continue
+                await write(pending, seconds)
+                pending = None
+            await self._write_large(chunk, seconds)
+        if chunked:
+            await write(b"0\r\n\r\n" if pending is None else pending + b"0\r\n\r\n", seconds)
+            return
+        if pending is not None:
+            await write(pending, seconds)
+        if sent < length:
+            msg = (
+                f"the request body ended after {sent} bytes, short of its Content-Length "
+                f"of {length}; the connection is closed"
+            )
+            raise httpcore.LocalProtocolError(msg)
+
+    async def _write_large(self, data: bytes, seconds: float | None) -> None:
+        if len(data) <= WRITE_SLICE:
+            await self._stream.write(data, seconds)
+            return
+        for start in range(0, len(data), WRITE_SLICE):
+            await self._stream.write(data[start : start + WRITE_SLICE], seconds)
+
+    # -- responses -----------------------------------------------------------------------
+
+    async def _read_response(
+        self, seconds: float | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], dict[str, Any]]:
+        """Read the head of the final response (skipping 1xx) and set up its body."""
+        budget = self._max_head
+        while True:
+            block, used = await self._read_head_block(seconds, budget)
+            budget -= used
+            minor, status, reason, headers = parse_head(block, self._max_headers)
+            headers, length, chunked, close = check_framing(headers)
+            if status >= 200 or status == 101:
+                break
+            if chunked or length:
+                msg = f"a {status} (1xx) response declares a body; 1xx responses have none"
+                raise _remote(msg)
+        extensions: dict[str, Any] = {
+            "http_version": VERSIONS[minor],
+            "reason_phrase": reason,
+            "network_stream": self._stream,
+        }
+        if close or not minor:
+            self._keep = False  # HTTP/1.0 is never kept alive (as in h11)
+        if status == 101 or (self._connect and status < 300):
+            if status == 101 and not self._upgrade:
+                msg = "the server switched protocols (101) though the request asked for no upgrade"
+                raise _remote(msg)
+            extensions["network_stream"] = _Upgraded(self._stream, self._take())
+            self._keep = False  # the stream is the caller's now: never back to the pool
+            self._mode = DONE
+        elif self._no_body or status == 204 or status == 304:  # noqa: PLR1714
+            self._finish()
+        else:
+            self._start_body(length, chunked)
+        return status, headers, extensions
+
+    def _start_body(self, length: int | None, chunked: bool) -> None:
+        """Set up the reading of a body framed by `length` or `chunked` (or the end)."""
+        if chunked:
+            if length is not None:
+                self._keep = False  # RFC 9112 §6.3: chunked wins, but do not reuse
+            self._mode, self._left, self._crlf, self._trailers = CHUNKED, 0, 0, False
+        elif length is not None:
+            buf, pos = self._buf, self._pos
+            if len(buf) - pos >= length:  # the whole body is here: the connection is free now
+                self._ready = bytes(buf[pos : pos + length])
+                self._pos = pos + length
+                self._finish()
+            else:
+                self._mode, self._left, self._expected = LENGTH, length, length
+        else:
+            self._mode = TO_EOF  # the body ends when the server closes
+            self._keep = False
+
+    def _take(self) -> bytes:
+        """All bytes buffered and not yet consumed (the buffer is emptied)."""
+        buf, pos = self._buf, self._pos
+        self._buf, self._pos, self._scan = b"", 0, 0
+        return bytes(buf[pos:]) if pos or type(buf) is not bytes else buf
+
+    def _leftover(self) -> bool:
+        """Whether bytes are buffered that no response consumed."""
+        return len(self._buf) > self._pos
+
+    async def _read_head_block(self, seconds: float | None, budget: int) -> tuple[bytes, int]:
+        """Read up to the empty line that ends a response head; (head, bytes consumed)."""
+        buf: bytes | bytearray = self._take()
+        scan = 0
+        while True:
+            if buf:
+                if buf[:5] != b"HTTP/"[: len(buf)]:
+                    msg = f"malformed status line {_show(buf)}: a response starts with HTTP/1.1"
+                    raise _remote(msg)
+                match = BLANK_LINE.search(buf, scan)
+                if match is not None:
+                    end = match.end()
+                    if end > budget:
+                        break
+                    self._buf, self._pos = buf, end
+                    return bytes(buf[: match.start() + 1]), end
+                if len(buf) > budget:
+                    break
+                scan = max(0, len(buf) - 2)
+            data = await self._stream.read(READ_SIZE, seconds)
+            if not data:
+                if not self._got_bytes:
+                    msg = "Server disconnected without sending a response."
+                    raise _remote(msg)
+                msg = "the server closed the connection in the middle of a response head"
+                raise _remote(msg)
+            self._got_bytes = True
+            if not buf:
+                buf = data
+            else:
+                if type(buf) is bytes:
+                    buf = bytearray(buf)
+                buf += data
+        msg = (
+            f"the response head is larger than max_head_size={self._max_head} bytes; "
+            "raise PoolTransport(max_head_size=...) if the server is trusted"
+        )
+        raise _remote(msg)
+
+    def _finish(self) -> None:
+        """The body is complete: reusable only if no byte is left over."""
+        self._mode = DONE
+        if self._leftover():
+            self._keep = False
+
+    async def _read_body(self, seconds: float | None) -> bytes:
+        """The next piece of a body framed by its length or the end; b"" at its end."""
+        mode = self._mode
+        if mode == LENGTH:
+            buf = self._take()
+            if not buf:
+                buf = await self._stream.read(READ_SIZE, seconds)
+                if not buf:
+                    got = self._expected - self._left
+                    msg = (
+                        "peer closed connection without sending complete message body "
+                        f"(received {got} bytes, expected {self._expected})"
+                    )
+                    raise _remote(msg)
+            left = self._left
+            if len(buf) < left:
+                self._left = left - len(buf)
+                return buf
+            self._left = 0
+            if len(buf) > left:
+                self._buf, self._pos = buf, left
+                buf = buf[:left]
+            self._finish()
+            return buf
+        if mode == TO_EOF:
+            buf = self._take()
+            if buf:
+                return buf
+            buf = await self._stream.read(READ_SIZE, seconds)
+            if not buf:
+                self._mode = DONE
+            return buf
+        return b""
+
+    async def _read_chunked(self, seconds: float | None) -> bytes:
+        """The next piece of a chunked body (h11's rules); b"" at its end.
+
+        Called when `_parse_chunked` found nothing more in the buffer: reads first.
+        """
+        while True:
+            data = await self._stream.read(READ_SIZE, seconds)
+            if not data:
+                msg = (
+                    "peer closed connection without sending complete message body "
+                    "(incomplete chunked read)"
+                )
+                raise _remote(msg)
+            buf, pos = self._buf, self._pos
+            if pos >= len(buf):
+                self._buf, self._pos, self._scan = data, 0, 0
+            else:
+                if isinstance(buf, bytearray):
+                    del buf[:pos]
+                else:
+                    buf = bytearray(buf[pos:])
+                buf += data
+                scan = self._scan - pos
+                self._buf, self._pos, self._scan = buf, 0, scan if scan > 0 else 0
+            piece = self._parse_chunked()
+            if piece is not None:
+                return piece
+
+    def _parse_chunked(self) -> bytes | None:
+        """Parse what is buffered: the data of the chunks in it, b"" at the end, or None.
+
+        None asks for another read. Positions move along the buffer (nothing is sliced off
+        it), so a read holding many small chunks is parsed in linear time, and their data
+        comes out as one piece.
+        """
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            return None  # every state of a chunked body waits for at least one more byte
+        pieces: list[bytes | bytearray] = []
+        if not (self._left or self._crlf or self._trailers):  # whole chunks, the usual case
+            pos = _whole_chunks(buf, pos, pieces)
+            if pieces and pos >= len(buf):  # all of it: no partial state to keep
+                self._pos = pos
+                return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+        while True:
+            if self._left:  # in a chunk's data
+                pos = self._chunk_data(buf, pos, pieces)
+                if pos >= len(buf):
+                    break
+            if self._crlf:  # the CRLF that ends a chunk's data (it may come split)
+                pos = self._chunk_end(buf, pos)
+                if self._crlf:
+                    break
+            if self._trailers:
+                done = self._parse_trailers(buf, pos)
+                data = b"".join(pieces)
+                return data if data or done else None
+            after = self._chunk_size(buf, pos)
+            if after < 0:
+                break
+            pos = after
+        self._pos = pos
+        if not pieces:
+            return None
+        return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+
+    def _chunk_data(self, buf: bytes | bytearray, pos: int, pieces: list[bytes | bytearray]) -> int:
+        """Add what is buffered of the current chunk's data to `pieces`; the position after."""
+        have, left = len(buf) - pos, self._left
+        if have < left:
+            if have:
+                pieces.append(buf[pos:] if pos else buf)
+            self._left = left - have
+            return len(buf)
+        pieces.append(buf[pos : pos + left] if pos or have > left else buf)
+        self._left, self._crlf = 0, 2
+        return pos + left
+
+    def _chunk_size(self, buf: bytes | bytearray, pos: int) -> int:
+        """Parse a chunk-size line: the position after it, or -1 if it is not all here."""
+        scan = self._scan
+        end = buf.find(b"\r\n", scan if scan > pos else pos)
+        if end < 0:
+            if len(buf) - pos > self._max_head:
+                msg = f"a chunk-size line is longer than max_head_size={self._max_head}"
+                raise _remote(msg)
+            self._scan = len(buf) - 1 if len(buf) - 1 > pos else pos
+            return -1
+        match = CHUNK_LINE.fullmatch(buf, pos, end)
+        if match is None:
+            msg = f"malformed chunked body: chunk-size line {_show(buf[pos:end])}"
+            raise _remote(msg)
+        size = int(match[1], 16)
+        if size:
+            self._left = size
+        else:
+            self._trailers = True
+        return end + 2
+
+    def _chunk_end(self, buf: bytes | bytearray, pos: int) -> int:
+        """Check what is buffered of the CRLF after a chunk's data; the position after it."""
+        need = b"\r\n"[2 - self._crlf :]
+        got = buf[pos : pos + len(need)]
+        if got != need[: len(got)]:
+            msg = f"malformed chunked body: {_show(got)} where a chunk ends with CRLF"
+            raise _remote(msg)
+        self._crlf -= len(got)
+        return pos + len(got)
+
+    def _parse_trailers(self, buf: bytes | bytearray, pos: int) -> bool:
+        """Check the trailer section (then dropped); True at the end of the body."""
+        if buf[pos : pos + 1] == b"\n":
+            pos += 1
+        elif buf[pos : pos + 2] == b"\r\n":
+            pos += 2
+        else:
+            match = BLANK_LINE.search(buf, max(pos, self._scan))
+            if match is None:
+                if len(buf) - pos > self._max_head:
+                    msg = f"the trailer section is larger than max_head_size={self._max_head}"
+                    raise _remote(msg)
+                self._pos, self._scan = pos, max(pos, len(buf) - 2)
                 return False
-            msg = "peer closed connection without sending complete message body"
-            raise httpcore.RemoteProtocolError(msg)
-        self._got_bytes = True
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            msg = "protocol upgrades are not supported"
-            raise httpcore.RemoteProtocolError(msg) from None
-        except httptools.HttpParserError as exc:
-            msg = f"malformed response: {exc}"
-            raise httpcore.RemoteProtocolError(msg) from exc
+            lines = bytes(buf[pos : match.start()]).split(b"\n")
+            parse_fields([line[:-1] if line.endswith(b"\r") else line for line in lines])
+            pos = match.end()
+        self._pos = pos
+        self._trailers = False
+        self._finish()
         return True
 
     async def _response_closed(self) -> None:
-        if self._state == ACTIVE and self._done and self._keep:
+        self._ready = b""  # an unread body is dropped with its response
+        if self._state == ACTIVE and self._mode == DONE and self._keep and not self._leftover():
+            self._buf, self._pos = b"", 0  # an idle connection holds no read buffer
             self._state = IDLE
             if self._expiry is not None:
                 self._expire_at = time.monotonic() + self._expiry
@@ -220,14 +768,16 @@ class HTTP11Connection:
         await self._stream.aclose()
 
     def is_available(self) -> bool:
-        """Idle and reusable."""
-        return self._state == IDLE
+        """Idle, reusable, and with no byte of anything after the last response."""
+        return self._state == IDLE and not self._leftover()
 
     def has_expired(self) -> bool:
-        """Past its keep-alive expiry, or closed by the server while idle."""
+        """Past its keep-alive expiry, or readable while idle (closed, or sent stray bytes)."""
         if self._expire_at is not None and time.monotonic() > self._expire_at:
             return True
-        return self._state == IDLE and bool(self._stream.get_extra_info("is_readable"))
+        return self._state == IDLE and (
+            self._leftover() or bool(self._stream.get_extra_info("is_readable"))
+        )
 
     def is_idle(self) -> bool:
         """No request on it."""
@@ -238,35 +788,157 @@ class HTTP11Connection:
         return self._state == CLOSED
 
 
+def _whole_chunks(buf: bytes | bytearray, pos: int, pieces: list[bytes | bytearray]) -> int:
+    """Add the data of the whole chunks buffered from `pos` to `pieces`; the position after.
+
+    Stops before the last chunk, a chunk not all buffered, or anything odd: the careful
+    parser of `HTTP11Connection._parse_chunked` goes on from there.
+    """
+    chunk_at = CHUNK_FAST.match
+    while (found := chunk_at(buf, pos)) is not None:
+        start = found.end()
+        end = start + int(found[1], 16)
+        if end == start or buf[end : end + 2] != b"\r\n":
+            break
+        pieces.append(buf[start:end])
+        pos = end + 2
+    return pos
+
+
+def _too_long(length: int) -> httpcore.LocalProtocolError:
+    """The error for a request body longer than its framing allows (nothing more is sent)."""
+    if length < 0:
+        msg = "the request has a body but neither Content-Length nor Transfer-Encoding: chunked"
+    else:
+        msg = (
+            "Too much data for declared Content-Length: the request body is longer than "
+            f"its Content-Length of {length} bytes; nothing past it was sent"
+        )
+    return httpcore.LocalProtocolError(msg)
+
+
+def _refuse_head(request: httpx.Request, method: bytes, hosts: int, *, both: bool) -> None:
+    """Raise the error that says what is wrong with a request head."""
+    if hosts != 1:
+        msg = f"the request has {hosts} Host headers; HTTP/1.1 needs exactly one"
+        raise httpcore.LocalProtocolError(msg)
+    if both:
+        msg = (
+            "the request has both Content-Length and Transfer-Encoding; send one of them "
+            "(a server may frame the body by either)"
+        )
+        raise httpcore.LocalProtocolError(msg)
+    if not TOKEN.fullmatch(method):
+        msg = f"Illegal method {request.method!r}: a method is a token"
+        raise httpcore.LocalProtocolError(msg)
+    if CONTROL.search(request.url.raw_path) or b" " in request.url.raw_path:
+        msg = "the request target has a space or a control character"
+        raise httpcore.LocalProtocolError(msg)
+    for name, value in request.headers.raw:
+        if not TOKEN.fullmatch(name):
+            msg = f"Illegal header name {_show(name)}: a header name is a token"
+            raise httpcore.LocalProtocolError(msg)
+        if CONTROL.search(value):
+            msg = (
+                f"Illegal header value of {_show(name)}: a control character (CR, LF, NUL "
+                "or another below 0x20 but tab) in a header value"
+            )
+            raise httpcore.LocalProtocolError(msg)
+    msg = "the request head is malformed"  # pragma: no cover - every case is named above
+    raise httpcore.LocalProtocolError(msg)
+
+
+class _Upgraded(httpcore.AsyncNetworkStream):
+    """The stream after `101 Switching Protocols`: bytes read past the head come first."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream, leading: bytes) -> None:
+        self._stream = stream
+        self._leading = leading
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        if self._leading:
+            data, self._leading = self._leading[:max_bytes], self._leading[max_bytes:]
+            return data
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._stream.start_tls(ssl_context, server_hostname, timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
 class _Body:
     """The response body of an `HTTP11Connection`, read as it is iterated."""
 
-    __slots__ = ("_closed", "_conn", "_timeout")
+    __slots__ = ("_closed", "_conn", "_request", "_started", "_step", "_timeout", "_trace")
 
-    def __init__(self, conn: HTTP11Connection, timeout: float | None) -> None:
+    def __init__(
+        self,
+        conn: HTTP11Connection,
+        timeout: float | None,
+        trace: Trace | None,
+        request: httpx.Request,
+    ) -> None:
         self._conn = conn
         self._timeout = timeout
-        self._closed = False
+        self._trace = trace
+        self._request = request
+        self._step: _Traced | None = None  # the traced `receive_response_body` while it runs
+        self._started = self._closed = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
     async def __anext__(self) -> bytes:
         conn = self._conn
-        while not conn._body:
-            if conn._done:
-                raise StopAsyncIteration
+        if self._trace is not None and not self._started:
+            self._started = True
+            info = {"request": _core_request(self._request)}
+            self._step = await _Traced(self._trace, "receive_response_body", info).__aenter__()
+        piece = conn._ready
+        if piece:
+            conn._ready = b""
+            return piece
+        mode = conn._mode
+        if mode != DONE:
             try:
-                more = await conn._feed(self._timeout)
-            except BaseException:
+                if mode != CHUNKED:
+                    piece = await conn._read_body(self._timeout)
+                else:  # what is buffered first, without a coroutine
+                    parsed = conn._parse_chunked()
+                    piece = await conn._read_chunked(self._timeout) if parsed is None else parsed
+            except BaseException as exc:
+                await self._end_step(exc)
                 await self.aclose()  # a failed or cancelled read: the connection is closed
                 raise
-            if not more:
-                raise StopAsyncIteration
-        return conn._body.popleft()
+            if piece:
+                return piece
+        await self._end_step(None)
+        raise StopAsyncIteration
+
+    async def _end_step(self, exc: BaseException | None) -> None:
+        step, self._step = self._step, None
+        if step is not None:
+            await step.__aexit__(None if exc is None else type(exc), exc, None)
 
     async def aclose(self) -> None:
         """Give the connection back (reusable only if the body was read to its end)."""
         if not self._closed:
             self._closed = True
-            await self._conn._response_closed()
+            if self._trace is None:
+                await self._conn._response_closed()
+            else:
+                async with _Traced(self._trace, "response_closed", {}):
+                    await self._conn._response_closed()

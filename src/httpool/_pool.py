@@ -14,6 +14,7 @@ from typing import Any, Self
 import anyio
 import httpx
 
+from ._budget import warn_unsplit_workers
 from ._clients import build_async_client, build_sync_client
 from ._config import Provider
 from ._errors import ConfigError, PoolClosedError, UnknownProviderError
@@ -101,6 +102,7 @@ class ClientPool:
             msg = f"ClientPool.open(): the pool is already {self._state.value}"
             raise RuntimeError(msg)
         install_log_redaction()
+        warn_unsplit_workers()
         try:
             self._make_clients()
         except BaseException:
@@ -257,7 +259,13 @@ class ClientPool:
     def _missing(self, name: str) -> Exception:
         if self._state is not PoolState.OPEN:
             return PoolClosedError(name, self._state.value)
-        return UnknownProviderError(name, self._clients)
+        if name in self._providers:  # registered, but its client was closed
+            msg = (
+                f"provider {name!r} has no open client: close_client({name!r}) closed it; "
+                f"`await pool.get_client({name!r})` makes a new one"
+            )
+            return LookupError(msg)
+        return UnknownProviderError(name, self._providers.keys() | self._clients.keys())
 
     # -- introspection -------------------------------------------------------------------
 

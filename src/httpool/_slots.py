@@ -1,7 +1,7 @@
 """The pool's records: an origin's connections and waiters, a connection slot, a waiter.
 
 Plain slotted classes that `_room` and `_connections` keep their books in, and the
-protocol a pooled connection (httpcore's or httpool's HTTP/1.1 one) fulfils.
+protocol a pooled connection (httpool's HTTP/1.1 or HTTP/2 one) fulfils.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import httpcore
 import httpx
 
+from ._http2 import HTTP2Connection
+
 __all__ = [
     "Conn",
     "Inner",
@@ -26,13 +28,12 @@ __all__ = [
     "h2_capacity",
 ]
 
-H2_MAX_STREAMS = 100  # httpcore's own MAX_CONCURRENT_STREAMS setting caps a connection
-H2_UNSET = 2**31 - 1  # above any value a server may send: h2's "no SETTINGS yet"
+H2_MAX_STREAMS = 100  # httpool's own cap on the streams of one HTTP/2 connection
 Key = tuple[Any, ...]  # (scheme, host, port), and the proxy (`_proxy.ProxyConf`) if any
 
 
 class Inner(Protocol):
-    """What the pool needs of a connection (httpcore's and httpool's HTTP/1.1 one)."""
+    """What the pool needs of a connection (httpool's HTTP/1.1 and HTTP/2 ones)."""
 
     def is_available(self) -> bool: ...
     def has_expired(self) -> bool: ...
@@ -116,13 +117,18 @@ class Waiter:
 
 
 def h2_capacity(conn: Conn) -> int:
-    """Streams an HTTP/2 connection takes: the server's limit (the origin's last one
-    until its SETTINGS arrive), capped by httpcore's own."""
-    state: Any = getattr(conn.inner, "_h2_state", None)  # httpcore keeps it privately
-    try:
-        limit = int(state.remote_settings.max_concurrent_streams)
-    except (AttributeError, TypeError, ValueError):
-        return conn.origin.h2_cap
-    if limit <= H2_UNSET:
-        conn.origin.h2_cap = max(1, min(limit, H2_MAX_STREAMS))
-    return conn.origin.h2_cap
+    """Streams an HTTP/2 connection takes now: the server's limit (the origin's last one
+    until its SETTINGS arrive), capped by httpool's own and by the streams per connection
+    the server was seen to process before a GOAWAY."""
+    inner = conn.inner
+    origin = conn.origin
+    if not isinstance(inner, HTTP2Connection):
+        return origin.h2_cap
+    limit = inner.max_streams
+    if limit is not None:
+        origin.h2_cap = max(1, min(limit, H2_MAX_STREAMS))
+    budget = inner.stream_budget
+    if budget is None:
+        return origin.h2_cap
+    origin.h2_cap = min(origin.h2_cap, budget)
+    return min(origin.h2_cap, conn.streams + max(0, budget - conn.used))

@@ -1,9 +1,9 @@
-"""`PoolTransport`: httpool's httpx transport, an O(1) connection pool on httpcore.
+"""`PoolTransport`: httpool's httpx transport, an O(1) connection pool.
 
 The data path runs one way: `PoolTransport` (retries, counters, event loop) asks the
 `Pool` (`_connections`, on `_room` and `_slots`) for a connection, which a `Dialer`
 (`_dial`, on `_asyncio_backend`) opens; the exchange itself (`_exchange`) runs on an
-`HTTP11Connection` (`_http11`) or an httpcore HTTP/2 connection.
+`HTTP11Connection` (`_http11`) or an `HTTP2Connection` (`_http2`).
 """
 
 from __future__ import annotations
@@ -21,16 +21,9 @@ import httpx
 from ._connections import Conn, Pool, TransportClosedError
 from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
-from ._exchange import (
-    Body,
-    ResponseStream,
-    goaway,
-    map_error,
-    pool_key,
-    response_started,
-    send_core,
-)
-from ._http11 import HTTP11Connection
+from ._exchange import Body, ResponseStream, map_error, pool_key, response_started
+from ._http2 import H2Counters, HTTP2Connection, StreamNotProcessed
+from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
 from ._proxy import Routes
 from ._slots import Key
 from ._truststore import SYSTEM, system_context
@@ -42,7 +35,9 @@ logger = logging.getLogger("httpool.transport")
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's
 DEFAULT_DNS_TTL = 10.0  # seconds a host's addresses are shared by new connections
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-MAX_ATTEMPTS = 12  # one stale-connection retry, the rest for streams refused by GOAWAY
+MAX_RESENDS = 1  # re-sends of a request the server did not process (GOAWAY, REFUSED_STREAM)
+MAX_HOPS = 3  # connections given up before our stream opened (GOAWAY, closed, dead on PING)
+MAX_ATTEMPTS = 1 + 1 + MAX_RESENDS + MAX_HOPS  # the first try and one stale-connection retry
 
 
 def _loop_message(kind: str) -> str:
@@ -86,6 +81,18 @@ def _ssl_context(
     return context
 
 
+class _Tries:
+    """What one request has used of its retries."""
+
+    __slots__ = ("fresh", "hops", "resends", "retried")
+
+    def __init__(self) -> None:
+        self.fresh = False  # the next try wants a new connection
+        self.retried = False  # the one stale-connection retry is used
+        self.resends = 0  # re-sends after "not processed"
+        self.hops = 0  # connections that could not open our stream
+
+
 class PoolTransport(httpx.AsyncBaseTransport):
     """An `httpx.AsyncBaseTransport` whose connection pool hands out connections in O(1).
 
@@ -94,6 +101,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
     limit. `httpx.Limits` and the pool timeout of `httpx.Timeout` are honoured. A reused
     connection that dies before any response byte is retried once on a fresh one when
     the request is idempotent (or `retry_post=True`) and its body can be sent again.
+    An HTTP/2 request the server did not process (above a GOAWAY's last stream id, or
+    refused with REFUSED_STREAM) is sent again once on another connection whatever its
+    method.
     The transport runs on asyncio and is bound to the event loop that first uses it.
 
     Arguments:
@@ -118,6 +128,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
         retry_post: also retry non-idempotent requests (POST, PATCH) once when a reused
             connection died before any response byte.
         network_backend: an `httpcore.AsyncNetworkBackend` (for tests).
+        max_head_size: the largest HTTP/1.1 response head, in bytes (100 KiB, as httpx's
+            stock transport); a larger one fails with `httpx.RemoteProtocolError`.
+        max_headers: the most header lines an HTTP/1.1 response head may have (100).
         proxy: a proxy for every request (`http://`, `https://`, `socks5://`,
             `socks5h://`, `socks4://`, `socks4a://` URL, or an `httpx.Proxy`). Without
             one, and with `trust_env`, the environment's `HTTP_PROXY`, `HTTPS_PROXY`,
@@ -147,6 +160,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         max_lifetime: float | None = None,
         retry_post: bool = False,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
+        max_head_size: int = MAX_HEAD_SIZE,
+        max_headers: int = MAX_HEADERS,
         proxy: str | httpx.Proxy | Routes | None = None,
         dns_ttl: float = DEFAULT_DNS_TTL,
         resolver: Resolver | None = None,
@@ -157,6 +172,10 @@ class PoolTransport(httpx.AsyncBaseTransport):
         if max_lifetime is not None and max_lifetime <= 0:
             msg = f"max_lifetime must be positive seconds or None, not {max_lifetime!r}"
             raise ValueError(msg)
+        for name, value in (("max_head_size", max_head_size), ("max_headers", max_headers)):
+            if type(value) is not int or value < 1:
+                msg = f"{name} must be a positive whole number, not {value!r}"
+                raise ValueError(msg)
         ssl_context = _ssl_context(verify, cert, trust_env, http1=http1, http2=http2)
         self._retry_post = retry_post
         if dns_ttl < 0:
@@ -165,6 +184,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self.dns = DNSCache(dns_ttl, resolver) if dns_ttl > 0 or resolver is not None else None
         self._routes = proxy if isinstance(proxy, Routes) else Routes.build(proxy, trust_env)
         self.proxy_labels = self._routes.describe() if self._routes is not None else []
+        self._h2 = H2Counters()
         dialer = Dialer(
             ssl_context=ssl_context,
             http1=http1,
@@ -176,6 +196,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
             keepalive_expiry=limits.keepalive_expiry,
             given_context=ssl_context is verify,
             http2=http2,
+            max_head_size=max_head_size,
+            max_headers=max_headers,
+            counters=self._h2,
             dns=self.dns,
         )
         self._pool = Pool(
@@ -193,6 +216,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self._in_flight = 0
         self._served = 0
         self._retried = 0
+        self._resent = 0
         self._errors: dict[str, int] = {}
 
     # -- requests ------------------------------------------------------------------------
@@ -204,38 +228,21 @@ class PoolTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         pool_timeout = timeouts.get("pool")
         pool = self._pool
-        fresh = retried = False
+        tries = _Tries()
         self._in_flight += 1
         try:
             for _ in range(MAX_ATTEMPTS):
-                conn = await pool.acquire(key, pool_timeout, fresh)
+                conn = await pool.acquire(key, pool_timeout, tries.fresh)
                 try:
                     if conn.inner is None:
                         await pool.connect(conn, request)
                     inner = conn.inner
                     body: Body
-                    if isinstance(inner, HTTP11Connection):
-                        status, headers, body, extensions = await inner.send(request, timeouts)
-                    else:
-                        status, headers, body, extensions = await send_core(inner, request)
+                    assert isinstance(inner, HTTP11Connection | HTTP2Connection)
+                    status, headers, body, extensions = await inner.send(request, timeouts)
                 except BaseException as exc:
                     pool.release(conn)
-                    if isinstance(exc, httpcore.ConnectionNotAvailable):
-                        continue  # HTTP/2 GOAWAY before our stream: try elsewhere
-                    if goaway(exc) and self._may_retry(request, exc):
-                        self._retried += 1  # the server is shutting the connection down
-                        continue
-                    # Reused: by an earlier request, or (HTTP/2) by other streams meanwhile.
-                    if (
-                        not retried
-                        and conn.used > 1
-                        and not response_started(conn.inner)
-                        and self._may_retry(request, exc)
-                    ):
-                        retried = fresh = True
-                        self._retried += 1
-                        if logger.isEnabledFor(logging.DEBUG):
-                            logger.debug("retrying %s on a fresh connection", request.method)
+                    if self._again(tries, exc, request, conn):
                         continue
                     raise
                 return httpx.Response(
@@ -262,6 +269,35 @@ class PoolTransport(httpx.AsyncBaseTransport):
         via = self._routes.route(request.url) if self._routes is not None else None
         return key if via is None else (*key, via)
 
+    def _again(self, tries: _Tries, exc: BaseException, request: httpx.Request, conn: Conn) -> bool:
+        """Whether to try `request` again after `exc` (the retry rules, in one place)."""
+        if isinstance(exc, httpcore.ConnectionNotAvailable):
+            if tries.hops < MAX_HOPS:
+                tries.hops += 1  # nothing was sent on it: try another connection
+                return True
+            msg = "no connection tried could take a new stream (GOAWAY or closed)"
+            raise httpcore.RemoteProtocolError(msg) from exc
+        if isinstance(exc, StreamNotProcessed):
+            if tries.resends < MAX_RESENDS and isinstance(request.stream, httpx.ByteStream):
+                tries.resends += 1  # the server says it did not process it: any method
+                tries.fresh = not exc.goaway  # after GOAWAY that connection takes no more
+                self._resent += 1
+                return True
+            return False
+        # Reused: by an earlier request, or (HTTP/2) by other streams meanwhile.
+        if (
+            not tries.retried
+            and conn.used > 1
+            and not response_started(conn.inner)
+            and self._may_retry(request, exc)
+        ):
+            tries.retried = tries.fresh = True
+            self._retried += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("retrying %s on a fresh connection", request.method)
+            return True
+        return False
+
     def _may_retry(self, request: httpx.Request, exc: BaseException) -> bool:
         """Whether a failure on a reused connection, before any response, may be retried."""
         if not (self._retry_post or request.method in IDEMPOTENT):
@@ -270,9 +306,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             return False  # a streamed body cannot be sent again
         if isinstance(exc, httpcore.ReadError | httpcore.WriteError):
             return True
-        return goaway(exc) or (
-            isinstance(exc, httpcore.RemoteProtocolError) and "disconnected" in str(exc)
-        )
+        return isinstance(exc, httpcore.RemoteProtocolError) and "disconnected" in str(exc)
 
     def _fail(self, exc: Exception, request: httpx.Request) -> Exception:
         """The httpx exception for `exc`, counted by kind."""
@@ -338,8 +372,10 @@ class PoolTransport(httpx.AsyncBaseTransport):
         `connections_closed` (totals so far), `requests_in_flight` (sent and not yet
         closed), `waiters` (waiting for a connection), `requests_served` (responses
         closed), `retries`, `errors` (count by httpx exception name, e.g.
-        `{"PoolTimeout": 2}`), and `origins`: `{"https://host:443": {"open", "idle",
-        "in_use"}}`.
+        `{"PoolTimeout": 2}`), `origins`: `{"https://host:443": {"open", "idle",
+        "in_use"}}`, and for HTTP/2 `streams_open`, `goaways` (GOAWAY frames received)
+        and `streams_resent` (requests sent again because the server did not process
+        them: above a GOAWAY's last stream id, or refused with REFUSED_STREAM).
         """
         pool = self._pool
         idle = len(pool.lru)
@@ -355,6 +391,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
             "waiters": pool.waiting,
             "requests_served": self._served,
             "retries": self._retried,
+            "streams_open": self._h2.streams_open,
+            "goaways": self._h2.goaways,
+            "streams_resent": self._resent,
             "errors": dict(self._errors),
             "origins": {
                 o.label: {"open": o.open, "idle": o.idle_n, "in_use": o.open - o.idle_n}

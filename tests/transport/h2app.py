@@ -11,14 +11,20 @@ ports: set[int] = set()
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """`/` answers, `/slow?d=` waits first, `/bytes?n=` sends n bytes, `/ports` lists the
-    client ports seen so far."""
+    """`/` answers, `/slow?d=` waits first, `/bytes?n=` sends n bytes, `/echo` the request
+    body's length, `/ports` lists the client ports seen so far."""
     if scope["type"] != "http":
         return
-    while (await receive()).get("more_body"):
-        pass
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
     query = parse_qs(scope["query_string"].decode())
-    if scope["path"] == "/ports":
+    if scope["path"] == "/echo":
+        body = str(size).encode()
+    elif scope["path"] == "/ports":
         body = json.dumps(sorted(ports)).encode()
     elif scope["path"] == "/bytes":
         body = b"b" * int(query.get("n", ["10"])[0])

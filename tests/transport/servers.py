@@ -80,7 +80,7 @@ def counting_app(seen: Seen) -> Any:
 
 @contextlib.contextmanager
 def serve_uvicorn(
-    app: Any, *, keep_alive: float = 30, ssl: dict[str, str] | None = None
+    app: Any, *, keep_alive: float = 30, ssl: dict[str, str] | None = None, ws: str = "auto"
 ) -> Iterator[int]:
     """Serve `app` with uvicorn in a thread on 127.0.0.1; yield the port; stop on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -95,6 +95,7 @@ def serve_uvicorn(
         lifespan="off",
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float works as well
         http="h11",
+        ws=ws,  # type: ignore[arg-type]  # one of uvicorn's names, checked by uvicorn
         **options,
     )
     server = uvicorn.Server(config)

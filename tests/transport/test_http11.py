@@ -1,18 +1,24 @@
-"""PoolTransport over HTTP/1.1 against real servers: reuse, limits, timeouts, bodies."""
+"""PoolTransport over HTTP/1.1 against real servers: reuse, limits, timeouts, bodies, upgrades."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpcore
 import httpx
 import pytest
+from httpx_ws import aconnect_ws
 
+from httpool._http11 import HTTP11Connection
 from httpool._transport import PoolTransport
 
 from .conftest import assert_clean
-from .servers import RawHTTPServer, Seen
+from .servers import RawHTTPServer, Seen, serve_uvicorn
+from .test_h11_differential import FakeStream, run
 
 pytestmark = pytest.mark.anyio
 
@@ -269,3 +275,156 @@ async def test_many_origins_share_the_connection_limit(raw_server: RawHTTPServer
         assert raw_server.max_open + other.max_open <= 3
     finally:
         await other.aclose()
+
+
+# -- upgrades, the trace extension, and the connection's own view ------------------------
+
+
+async def ws_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app: a WebSocket echo at any path, and "ok" over plain HTTP."""
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"]})
+        return
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_websocket_upgrade_with_httpx_ws() -> None:
+    """httpx-ws talks to uvicorn's WebSocket server through PoolTransport (101 + stream).
+
+    The upgraded connection belongs to the WebSocket and never returns to the pool.
+    """
+    with serve_uvicorn(ws_echo, ws="websockets-sansio") as port:
+        async with (
+            PoolTransport() as transport,
+            httpx.AsyncClient(transport=transport, base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            async with aconnect_ws("/ws", client) as ws:
+                for i in range(3):
+                    await ws.send_text(f"hello {i}")
+                    assert await ws.receive_text() == f"hello {i}"
+                assert transport.stats()["connections_in_use"] == 1
+            assert transport.stats()["connections_open"] == 0
+            assert (await client.get("/")).text == "ok"
+            assert transport.stats()["connections_opened"] == 2
+            assert_clean(transport)
+
+
+async def test_101_without_an_upgrade_request_is_refused(raw_server: RawHTTPServer) -> None:
+    """A 101 to a request that asked for no upgrade is a protocol error (as in h11)."""
+    async with (
+        PoolTransport() as transport,
+        httpx.AsyncClient(transport=transport, base_url=raw_server.url) as client,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError, match="101"):
+            await client.get("/status?code=101")
+        assert_clean(transport)
+
+
+async def traced(
+    transport: httpx.AsyncBaseTransport, url: str, **options: Any
+) -> list[tuple[str, dict[str, Any]]]:
+    """The http11.* trace events of one request on `transport`."""
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        events.append((name, info))
+
+    async with transport, httpx.AsyncClient(transport=transport) as client:
+        with contextlib.suppress(httpx.TransportError):
+            await client.post(url, content=b"abc", extensions={"trace": trace}, **options)
+    return [(name, info) for name, info in events if name.startswith("http11.")]
+
+
+def shape(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, list[str]]]:
+    return [(name, sorted(info)) for name, info in events]
+
+
+@pytest.mark.parametrize("path", ["/echo", "/chunked?n=3&size=5"])
+async def test_trace_events_match_httpcore(raw_server: RawHTTPServer, path: str) -> None:
+    """The trace extension gets httpcore's HTTP/1.1 event names and info, in its order."""
+    ours = await traced(PoolTransport(), raw_server.url + path)
+    stock = await traced(httpx.AsyncHTTPTransport(), raw_server.url + path)
+    assert shape(ours) == shape(stock)
+    assert [name for name, _ in ours][:2] == [
+        "http11.send_request_headers.started",
+        "http11.send_request_headers.complete",
+    ]
+    assert ours[-1][0] == "http11.response_closed.complete"
+    assert isinstance(ours[0][1]["request"], httpcore.Request)
+    heads = [
+        info["return_value"]
+        for events in (ours, stock)
+        for name, info in events
+        if name == "http11.receive_response_headers.complete"
+    ]
+    assert heads[0] == heads[1]
+    assert heads[0][:3] == (b"HTTP/1.1", 200, b"X" if path == "/echo" else b"OK")
+
+
+async def test_trace_events_on_failure_match_httpcore(raw_server: RawHTTPServer) -> None:
+    """A server that closes without answering: the same `.failed` events as httpcore."""
+    raw_server.drop_after = 0
+    ours = await traced(PoolTransport(), raw_server.url + "/echo")
+    stock = await traced(httpx.AsyncHTTPTransport(), raw_server.url + "/echo")
+    assert shape(ours) == shape(stock)
+    assert "http11.receive_response_headers.failed" in [name for name, _ in ours]
+
+
+def test_leftover_bytes_make_a_connection_unavailable() -> None:
+    """Bytes after a complete response close the connection; late bytes expire an idle one.
+
+    Even a stray CRLF counts: a parser that skips it silently would hand the connection out.
+    """
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    stream = FakeStream([response + b"\r\n"], eof=False)
+    conn = HTTP11Connection(stream, None)
+    _, _, body, _ = run(conn.send(httpx.Request("GET", "http://a/"), {}))
+    run(body.aclose())
+    assert not conn.is_available()
+    assert conn.is_closed()
+    assert stream.closed
+
+    stream = FakeStream([response], eof=False)
+    conn = HTTP11Connection(stream, None)
+    _, _, body, _ = run(conn.send(httpx.Request("GET", "http://a/"), {}))
+    run(body.aclose())
+    assert conn.is_available()
+    assert not conn.has_expired()
+    stream.pieces.append(b"stray")  # arrives while the connection is idle
+    assert conn.has_expired()
+
+
+def test_small_request_is_one_write_and_large_ones_are_sliced() -> None:
+    """A small request goes out in one write; a large body in slices, never copied whole;
+    a streamed body chunk by chunk as it comes."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    stream = FakeStream([ok, ok, ok], eof=False)
+    conn = HTTP11Connection(stream, None)
+
+    def exchange(request: httpx.Request) -> list[bytes]:
+        stream.written.clear()
+        _, _, body, _ = run(conn.send(request, {}))
+        run(body.aclose())
+        return list(stream.written)
+
+    writes = exchange(httpx.Request("POST", "http://a/", content=b"x" * 1000))
+    assert len(writes) == 1
+    assert writes[0].endswith(b"\r\n\r\n" + b"x" * 1000)
+
+    big = b"y" * (3 * 1024 * 1024)
+    writes = exchange(httpx.Request("POST", "http://a/", content=big))
+    assert b"".join(writes).endswith(b"\r\n\r\n" + big)
+    assert max(map(len, writes)) <= 256 * 1024
+
+    async def parts() -> AsyncIterator[bytes]:
+        for piece in (b"a", b"bb", b"c" * 100_000):
+            yield piece
+
+    writes = exchange(httpx.Request("POST", "http://a/", content=parts()))
+    assert writes[0].endswith(b"\r\n\r\n1\r\na\r\n")  # the head with the first chunk
+    assert writes[1:] == [b"2\r\nbb\r\n", b"186a0\r\n", b"c" * 100_000, b"\r\n", b"0\r\n\r\n"]

@@ -85,10 +85,11 @@ async def test_http2_respects_max_connections(h2_servers: list[RawH2Server]) -> 
         assert server.max_concurrent <= 2
 
 
-async def test_goaway_sends_unprocessed_requests_to_a_fresh_connection(
+async def test_goaway_lets_accepted_streams_finish_and_moves_on(
     h2_servers: list[RawH2Server],
 ) -> None:
-    """Streams beyond a GOAWAY's last stream id are re-sent on a new connection."""
+    """Streams at or below a GOAWAY's last stream id are answered on their connection; later
+    requests go to a new one (RFC 9113 §6.8)."""
     server = await start_h2(h2_servers, goaway_after=3, delay=0.02)
     async with (
         PoolTransport(http1=False, http2=True) as transport,
@@ -96,10 +97,16 @@ async def test_goaway_sends_unprocessed_requests_to_a_fresh_connection(
     ):
         responses = await asyncio.gather(*(client.get("/") for _ in range(10)))
         assert all(r.status_code == 200 for r in responses)
-        assert server.answered >= 10
-        assert server.accepted >= 4
+        assert server.answered == 10  # each request ran once, all on the first connection
+        assert server.accepted == 1
+        stats = transport.stats()
+        assert stats["goaways"] == 1
+        assert stats["streams_resent"] == 0
         for _ in range(6):
             assert (await client.get("/")).status_code == 200
+        assert server.accepted == 3  # the server sends GOAWAY after 3 streams each time
+        assert server.answered == 16
+        assert transport.stats()["streams_resent"] == 0
         assert transport.stats()["errors"] == {}
         assert_clean(transport)
 

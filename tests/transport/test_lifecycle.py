@@ -24,6 +24,9 @@ STATS_KEYS = {
     "waiters",
     "requests_served",
     "retries",
+    "streams_open",
+    "goaways",
+    "streams_resent",
     "errors",
     "origins",
 }

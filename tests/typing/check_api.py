@@ -22,6 +22,9 @@ provider = httpool.Provider(
 )
 assert_type(provider.with_overrides(read_timeout=90.0), httpool.Provider)
 assert_type(provider.origin, str | None)
+assert_type(httpool.limits(max_connections=50), httpx.Limits)
+assert_type(httpool.timeout(read=90), httpx.Timeout)
+assert_type(httpool.__version__, str)
 
 app = FastAPI(lifespan=httpool.lifespan(provider, drain_timeout=2.0))
 assert_type(httpool.lifespan(provider).pool, httpool.ClientPool)

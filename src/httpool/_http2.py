@@ -1,0 +1,757 @@
+"""An HTTP/2 connection on the h2 state machine: one reader, many streams, GOAWAY per RFC 9113.
+
+`HTTP2Connection` carries concurrent requests over one network stream. A single reader
+task feeds what arrives to h2 and hands the events to per-stream records; requests never
+read for each other, and a lock is held only while bytes go to the socket. Streams are
+opened up to the server's `SETTINGS_MAX_CONCURRENT_STREAMS`; request bodies wait for
+flow-control windows and stop when the stream is answered or reset; response data is
+acknowledged as the application takes it.
+
+GOAWAY frames are taken out of the byte stream before h2 sees them (h2 would close the
+whole connection state and refuse the frames of the streams the server still answers),
+so streams at or below the GOAWAY's last stream id run to completion while streams
+above it fail with `StreamNotProcessed`, as do streams reset with `REFUSED_STREAM`: the
+server says it did not process them, so they may be sent again elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import httpcore
+import httpx
+from hyperframe.frame import Frame, GoAwayFrame
+
+__all__ = ["H2Counters", "HTTP2Connection", "StreamBudget", "StreamNotProcessed"]
+
+READ_SIZE = 64 * 1024
+STREAM_WINDOW = 1 << 20  # receive window per stream: a slow reader holds at most this much
+CONNECTION_WINDOW = 16 << 20  # receive window of the connection, shared by its streams
+DEFAULT_WINDOW = 65_535  # RFC 9113's initial window
+PING_AFTER = 10.0  # an idle connection older than this is PINGed before it is reused
+PING_TIMEOUT = 2.0  # a PING not answered in time: the connection is dead
+BUDGET_TTL = 60.0  # seconds a learned per-connection stream budget holds
+GOAWAY_TYPE = 0x7
+OPEN, CLOSED = range(2)
+SKIP_HEADERS = frozenset(
+    {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+
+class StreamNotProcessed(httpcore.RemoteProtocolError):
+    """The server did not process the request: the stream was above a GOAWAY's last
+    stream id (`goaway` is True), or was refused with `REFUSED_STREAM` (RFC 9113 §8.7).
+    Sending it again on another connection is safe whatever the method."""
+
+    def __init__(self, message: str, *, goaway: bool) -> None:
+        super().__init__(message)
+        self.goaway = goaway
+
+
+class StreamBudget:
+    """How many streams an origin's server processes on one connection before GOAWAY.
+
+    Learned when a GOAWAY cuts off streams in flight (a server that ends connections
+    after N requests, such as nginx's `keepalive_requests`): new connections then carry
+    at most that many streams, so the next GOAWAY cuts nothing off. Forgotten after
+    `BUDGET_TTL` seconds, so a GOAWAY of a server shutting down is not held for long.
+    """
+
+    __slots__ = ("_limit", "_until")
+
+    def __init__(self) -> None:
+        self._limit: int | None = None
+        self._until = 0.0
+
+    def learn(self, processed: int) -> None:
+        """A connection's GOAWAY came after `processed` streams and cut off later ones."""
+        self._limit = max(1, processed)
+        self._until = time.monotonic() + BUDGET_TTL
+
+    @property
+    def limit(self) -> int | None:
+        """Streams per connection, or None when unknown (or forgotten)."""
+        if self._limit is not None and time.monotonic() > self._until:
+            self._limit = None
+        return self._limit
+
+
+class H2Counters:
+    """Totals a transport shares with its HTTP/2 connections (read by `stats()`)."""
+
+    __slots__ = ("goaways", "streams_open")
+
+    def __init__(self) -> None:
+        self.streams_open = 0
+        self.goaways = 0
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+def _timed_out(future: asyncio.Future[None], exc: type[Exception]) -> None:
+    if not future.done():
+        future.set_exception(exc())
+
+
+class _Stream:
+    """One request's stream: what the reader saw for it, and who waits on it."""
+
+    __slots__ = (
+        "chunks", "ended", "error", "headers", "id", "local_ended", "reset", "sender",
+        "status", "waiter", "window_waiter",
+    )  # fmt: skip
+
+    def __init__(self, stream_id: int) -> None:
+        self.id = stream_id
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: deque[tuple[bytes, int]] = deque()  # (data, flow-controlled length)
+        self.ended = False  # the server ended the stream (END_STREAM)
+        self.local_ended = False  # we ended it
+        self.reset = False  # reset by either side
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future[None] | None = None  # the request or body reader
+        self.window_waiter: asyncio.Future[None] | None = None  # the body sender
+        self.sender: asyncio.Task[None] | None = None  # a body sent beside the response
+
+    def wake(self) -> None:
+        _wake(self.waiter)
+        _wake(self.window_waiter)
+
+    @property
+    def stopped(self) -> bool:
+        """Sending more body is pointless: the stream is reset, failed or answered."""
+        return self.reset or self.ended or self.error is not None
+
+
+class HTTP2Connection:
+    """One HTTP/2 connection: send `httpx.Request`s on concurrent streams.
+
+    It has the pool-facing methods of `HTTP11Connection` (`send`, `is_available`,
+    `has_expired`, `is_idle`, `is_closed`, `aclose`) and `max_streams`, the server's
+    stream limit once its SETTINGS arrived. Call `start` once before use.
+    """
+
+    def __init__(
+        self,
+        stream: httpcore.AsyncNetworkStream,
+        keepalive_expiry: float | None,
+        counters: H2Counters | None = None,
+        budget: StreamBudget | None = None,
+        *,
+        ping_after: float | None = None,
+        ping_timeout: float | None = None,
+    ) -> None:
+        self._stream = stream
+        self._expiry = keepalive_expiry
+        self._counters = counters if counters is not None else H2Counters()
+        self._budget = budget if budget is not None else StreamBudget()
+        self._opened = 0  # streams opened so far
+        self._ping_after = PING_AFTER if ping_after is None else ping_after
+        self._ping_timeout = PING_TIMEOUT if ping_timeout is None else ping_timeout
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65_536,
+            },
+        )
+        self._loop = asyncio.get_running_loop()
+        self._state = OPEN
+        self._streams: dict[int, _Stream] = {}
+        self._lock = asyncio.Lock()
+        self._out: list[bytes] = []  # taken from h2, to be written in this order
+        self._kicker: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._settings: asyncio.Future[None] = self._loop.create_future()
+        self._ping: asyncio.Future[None] | None = None
+        self._slot: asyncio.Future[None] | None = None  # waiters for a free stream
+        self._goaway: int | None = None  # the last stream id of a GOAWAY received
+        self._error: Exception | None = None  # why the connection ended
+        self._pending = b""  # a frame header (or GOAWAY frame) not yet complete
+        self._left = 0  # bytes of the current frame still to pass through to h2
+        self._last_read = time.monotonic()
+        self._expire_at: float | None = None
+
+    # -- starting ------------------------------------------------------------------------
+
+    async def start(self, seconds: float | None) -> None:
+        """Send the preface, start the reader and wait for the server's SETTINGS."""
+        h2c = self._h2
+        h2c.initiate_connection()
+        h2c.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_WINDOW)
+        try:
+            await self._flush(seconds)
+            self._reader = self._loop.create_task(self._read_loop())
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(self._settings)
+        except TimeoutError:
+            await self.aclose()
+            msg = "the server sent no HTTP/2 SETTINGS in time"
+            raise httpcore.ConnectTimeout(msg) from None
+        except (httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
+            await self.aclose()
+            msg = f"the HTTP/2 connection failed before the server's SETTINGS: {exc}"
+            raise httpcore.ConnectError(msg) from exc
+        except BaseException:
+            await self.aclose()
+            raise
+        self._idle()
+
+    # -- the reader ----------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        stream, h2c = self._stream, self._h2
+        error: Exception
+        try:
+            while True:
+                data = await stream.read(READ_SIZE)
+                if not data:
+                    error = httpcore.ReadError("the server closed the HTTP/2 connection")
+                    break
+                self._last_read = time.monotonic()
+                data = self._take_goaway(data)
+                if data:
+                    self._dispatch(h2c.receive_data(data))
+                    out = h2c.data_to_send()
+                    if out:
+                        self._send_soon(out)
+        except asyncio.CancelledError:
+            error = httpcore.ReadError("the HTTP/2 connection was closed")
+        except h2.exceptions.ProtocolError as exc:
+            error = httpcore.RemoteProtocolError(f"HTTP/2 protocol error: {exc!r}")
+            with contextlib.suppress(Exception):
+                self._send_soon(h2c.data_to_send())  # h2's GOAWAY, if it made one
+        except Exception as exc:  # noqa: BLE001 (a read failure ends the connection)
+            error = exc if isinstance(exc, httpcore.ReadError) else httpcore.ReadError(str(exc))
+        self._end(error)
+
+    def _take_goaway(self, data: bytes) -> bytes:
+        """The bytes for h2: GOAWAY frames are taken out and handled here."""
+        left = self._left
+        if left >= len(data) and not self._pending:
+            self._left = left - len(data)
+            return data
+        buf = self._pending + data if self._pending else data
+        size = len(buf)
+        pieces: list[bytes] = []
+        start = i = left
+        if left:
+            pieces.append(buf[:left])
+        while i + 9 <= size:
+            length = int.from_bytes(buf[i : i + 3], "big")
+            if buf[i + 3] == GOAWAY_TYPE:
+                end = i + 9 + length
+                if end > size:
+                    break  # wait for the whole frame
+                pieces.append(buf[start:i])
+                frame, _ = Frame.parse_frame_header(memoryview(buf[i : i + 9]))
+                frame.parse_body(memoryview(buf[i + 9 : end]))
+                assert isinstance(frame, GoAwayFrame)
+                self._on_goaway(frame.last_stream_id, frame.error_code)
+                i = start = end
+                continue
+            i += 9 + length
+        if i > size:  # inside a frame's payload: pass it all on
+            self._left = i - size
+            self._pending = b""
+            pieces.append(buf[start:])
+        else:
+            self._left = 0
+            self._pending = buf[i:]
+            pieces.append(buf[start:i])
+        return b"".join(pieces)
+
+    def _dispatch(self, events: list[Any]) -> None:  # noqa: PLR0912 (a branch per event)
+        streams = self._streams
+        h2c = self._h2
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.DataReceived:
+                stream = streams.get(event.stream_id)
+                size = event.flow_controlled_length
+                if stream is None:  # a stream we gave up: free the connection's window
+                    if size:
+                        h2c.acknowledge_received_data(size, event.stream_id)
+                    continue
+                stream.chunks.append((event.data, size))
+                _wake(stream.waiter)
+            elif kind is h2.events.ResponseReceived:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    self._on_headers(stream, event.headers)
+            elif kind is h2.events.StreamEnded:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.ended = True
+                    stream.wake()
+            elif kind is h2.events.StreamReset:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    self._on_reset(stream, event.error_code)
+            elif kind is h2.events.WindowUpdated:
+                if event.stream_id:
+                    stream = streams.get(event.stream_id)
+                    if stream is not None:
+                        _wake(stream.window_waiter)
+                else:
+                    self._wake_senders()
+            elif kind is h2.events.RemoteSettingsChanged:
+                self._wake_senders()  # the initial window may have changed
+                _wake(self._slot)  # and the stream limit
+                self._slot = None
+                _wake(self._settings)
+            elif kind is h2.events.PingAckReceived:
+                _wake(self._ping)
+
+    def _on_headers(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        status = 0
+        fields: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            if name == b":status":
+                status = int(value)
+            elif not name.startswith(b":"):
+                fields.append((name, value))
+        stream.status, stream.headers = status, fields
+        _wake(stream.waiter)
+
+    def _on_reset(self, stream: _Stream, code: int) -> None:
+        stream.reset = True
+        if code == h2.errors.ErrorCodes.REFUSED_STREAM and stream.status is None:
+            msg = "the server refused the stream (REFUSED_STREAM): the request was not processed"
+            stream.error = StreamNotProcessed(msg, goaway=False)
+        elif not (code == h2.errors.ErrorCodes.NO_ERROR and stream.ended):
+            # NO_ERROR after a complete response only stops the upload (RFC 9113 §8.1).
+            name = getattr(code, "name", str(code))
+            stream.error = httpcore.RemoteProtocolError(f"the server reset the stream ({name})")
+        stream.wake()
+
+    def _on_goaway(self, last_stream_id: int, error_code: int) -> None:
+        self._counters.goaways += 1
+        if self._goaway is None or last_stream_id < self._goaway:
+            self._goaway = last_stream_id
+        msg = (
+            f"the server sent GOAWAY (last stream {last_stream_id}, error {error_code}) "
+            "before processing this request: it was not processed"
+        )
+        cut = [stream for stream in self._streams.values() if stream.id > last_stream_id]
+        if cut and not error_code:
+            self._budget.learn((last_stream_id + 1) // 2)  # client stream ids are odd
+        for stream in cut:
+            if stream.status is None:
+                stream.error = StreamNotProcessed(msg, goaway=True)
+            else:
+                stream.error = httpcore.RemoteProtocolError(
+                    "the server answered a stream its GOAWAY says it did not process"
+                )
+            stream.reset = True
+            stream.wake()
+        _wake(self._slot)
+        self._slot = None
+
+    def _wake_senders(self) -> None:
+        for stream in self._streams.values():
+            _wake(stream.window_waiter)
+
+    def _end(self, error: Exception) -> None:
+        """The connection is over: fail what is still running on it."""
+        if self._error is None:
+            self._error = error
+        self._state = CLOSED
+        for stream in self._streams.values():
+            if stream.error is None and not (stream.ended and stream.status is not None):
+                stream.error = error
+            stream.wake()
+        if not self._settings.done():
+            self._settings.set_exception(error)
+            self._settings.exception()  # retrieved: a start that gave up does not warn
+        if self._ping is not None and not self._ping.done():
+            self._ping.set_exception(error)
+            self._ping.exception()
+        _wake(self._slot)
+        self._slot = None
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def _flush(self, seconds: float | None) -> None:
+        """Write what h2 (and `_send_soon`) has for the socket, in order."""
+        async with self._lock:
+            data = self._h2.data_to_send()
+            if self._out:
+                data = b"".join([*self._out, data])
+                self._out.clear()
+            if data:
+                await self._stream.write(data, seconds)
+
+    def _send_soon(self, data: bytes) -> None:
+        """Queue `data` and write it from a small task (the reader never waits to write)."""
+        if not data:
+            return
+        self._out.append(data)
+        if self._kicker is None:
+            self._kicker = self._loop.create_task(self._write_queued())
+
+    async def _write_queued(self) -> None:
+        try:
+            while self._out:
+                await self._flush(None)
+        except Exception:  # noqa: BLE001, S110 (the reader sees a broken connection)
+            pass
+        finally:
+            self._kicker = None
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def send(
+        self, request: httpx.Request, timeouts: dict[str, float | None]
+    ) -> tuple[int, list[tuple[bytes, bytes]], _Body, dict[str, Any]]:
+        """Send `request` on a new stream; return status, headers, body and extensions.
+
+        Raises `httpcore.ConnectionNotAvailable` (nothing was sent) when the connection
+        got GOAWAY or closed before the stream opened, and `StreamNotProcessed` when the
+        server says it did not process the stream.
+        """
+        if not self.is_available():
+            raise httpcore.ConnectionNotAvailable
+        if not self._streams and time.monotonic() - self._last_read > self._ping_after:
+            await self._check_alive()
+        h2c = self._h2
+        if h2c.open_outbound_streams >= h2c.remote_settings.max_concurrent_streams:
+            await self._wait_for_slot(timeouts.get("pool"))
+        try:
+            stream_id = h2c.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError:
+            self._goaway = 0  # every stream id used: no new streams here
+            raise httpcore.ConnectionNotAvailable from None
+        has_body = self._head(request, stream_id)
+        stream = _Stream(stream_id)
+        self._streams[stream_id] = stream
+        self._opened += 1
+        self._counters.streams_open += 1
+        self._expire_at = None
+        write_timeout = timeouts.get("write")
+        read_timeout = timeouts.get("read")
+        try:
+            if has_body:
+                await self._start_body(stream, request, write_timeout)
+            else:
+                stream.local_ended = True
+                self._send_soon(self._h2.data_to_send())  # one write for a burst's HEADERS
+            await self._headers(stream, read_timeout)
+        except BaseException:
+            self._forget(stream)
+            raise
+        status = stream.status
+        assert status is not None
+        extensions: dict[str, Any] = {
+            "http_version": b"HTTP/2",
+            "stream_id": stream_id,
+            "network_stream": self._stream,
+        }
+        return status, stream.headers, _Body(self, stream, read_timeout), extensions
+
+    async def _wait_for_slot(self, seconds: float | None) -> None:
+        """Wait until the server's stream limit lets another stream open."""
+        h2c = self._h2
+        while h2c.open_outbound_streams >= h2c.remote_settings.max_concurrent_streams:
+            if self._slot is None:
+                self._slot = self._loop.create_future()
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(self._slot)
+            if not self.is_available():
+                raise httpcore.ConnectionNotAvailable
+
+    async def _headers(self, stream: _Stream, seconds: float | None) -> None:
+        """Wait for the response headers of `stream`."""
+        while stream.status is None:
+            if stream.error is not None:
+                raise stream.error
+            await self._wait(stream, seconds)
+
+    def _head(self, request: httpx.Request, stream_id: int) -> bool:
+        """Queue the request's HEADERS frame; whether a body follows."""
+        url = request.url
+        authority = url.netloc
+        has_body = False
+        fields: list[tuple[bytes, bytes]] = []
+        for name, value in request.headers.raw:
+            lower = name.lower()
+            if lower in SKIP_HEADERS:
+                if lower == b"host":
+                    authority = value
+                elif lower == b"transfer-encoding":
+                    has_body = True
+                continue
+            if lower == b"content-length":
+                has_body = has_body or value.strip() != b"0"
+            elif lower == b"te" and value.lower() != b"trailers":
+                continue
+            fields.append((lower, value))
+        head = [
+            (b":method", request.method.encode()),
+            (b":authority", authority),
+            (b":scheme", url.raw_scheme),
+            (b":path", url.raw_path),
+        ]
+        try:
+            self._h2.send_headers(stream_id, head + fields, end_stream=not has_body)
+        except h2.exceptions.ProtocolError as exc:
+            raise httpcore.LocalProtocolError(str(exc)) from exc
+        return has_body
+
+    async def _start_body(
+        self, stream: _Stream, request: httpx.Request, seconds: float | None
+    ) -> None:
+        """Queue a body that fits the send window at once; send a larger or streamed one
+        from a task beside the response."""
+        body: Any = request.stream
+        h2c = self._h2
+        if isinstance(body, httpx.ByteStream):
+            data = b"".join([chunk async for chunk in body])
+            if len(data) <= h2c.local_flow_control_window(stream.id):
+                size = h2c.max_outbound_frame_size
+                for start in range(0, len(data), size):
+                    h2c.send_data(stream.id, data[start : start + size])
+                h2c.end_stream(stream.id)
+                stream.local_ended = True
+                self._send_soon(h2c.data_to_send())
+                return
+            body = httpx.ByteStream(data)
+        await self._flush(seconds)  # the HEADERS frame
+        stream.sender = self._loop.create_task(self._sender(stream, body, seconds))
+
+    async def _sender(self, stream: _Stream, body: Any, seconds: float | None) -> None:
+        try:
+            await self._send_body(stream, body, seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (handed to the request that waits)
+            if stream.error is None and not stream.stopped:
+                stream.error = exc
+            stream.wake()
+
+    async def _send_body(self, stream: _Stream, body: Any, seconds: float | None) -> None:
+        """Send `body` as the windows allow; stop when the stream is answered or reset."""
+        h2c = self._h2
+        sid = stream.id
+        async for chunk in body:
+            view = memoryview(chunk)
+            while view:
+                if stream.stopped or self._state != OPEN:
+                    return
+                try:
+                    window = h2c.local_flow_control_window(sid)
+                    size = min(len(view), window, h2c.max_outbound_frame_size)
+                    if size > 0:
+                        h2c.send_data(sid, view[:size])
+                except h2.exceptions.StreamClosedError:
+                    return  # reset meanwhile; the reader tells the request why
+                if size <= 0:
+                    await self._wait_window(stream, seconds)
+                    continue
+                view = view[size:]
+                await self._flush(seconds)
+        if stream.stopped or self._state != OPEN:
+            return
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            h2c.end_stream(sid)
+            stream.local_ended = True
+        await self._flush(seconds)
+
+    async def _wait_window(self, stream: _Stream, seconds: float | None) -> None:
+        stream.window_waiter = future = self._loop.create_future()
+        timer = None
+        if seconds is not None:
+            timer = self._loop.call_later(seconds, _timed_out, future, httpcore.WriteTimeout)
+        try:
+            await future
+        finally:
+            stream.window_waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def _wait(self, stream: _Stream, seconds: float | None) -> None:
+        """Wait until the reader has news for `stream` (ReadTimeout after `seconds`)."""
+        stream.waiter = future = self._loop.create_future()
+        if seconds is None:
+            try:
+                await future
+            finally:
+                stream.waiter = None
+            return
+        timer = self._loop.call_later(seconds, _timed_out, future, httpcore.ReadTimeout)
+        try:
+            await future
+        finally:
+            stream.waiter = None
+            timer.cancel()
+
+    async def _check_alive(self) -> None:
+        """PING an idle connection; if no answer comes in time, close it."""
+        if self._ping is None or self._ping.done():
+            self._ping = self._loop.create_future()
+            self._h2.ping(os.urandom(8))
+            try:
+                await self._flush(self._ping_timeout)
+            except httpcore.NetworkError:
+                await self.aclose()
+                raise httpcore.ConnectionNotAvailable from None
+        try:
+            async with asyncio.timeout(self._ping_timeout):
+                await asyncio.shield(self._ping)
+        except (TimeoutError, httpcore.NetworkError):
+            await self.aclose()
+            raise httpcore.ConnectionNotAvailable from None
+
+    def _forget(self, stream: _Stream) -> None:
+        """The request is done with `stream`: reset it if still open, free its window."""
+        if self._streams.pop(stream.id, None) is None:
+            return
+        self._counters.streams_open -= 1
+        if stream.sender is not None and not stream.sender.done():
+            stream.sender.cancel()
+        unread = sum(size for _, size in stream.chunks)
+        stream.chunks.clear()
+        h2c = self._h2
+        if self._state == OPEN:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                if not stream.reset and not (stream.ended and stream.local_ended):
+                    h2c.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
+                if unread:
+                    h2c.acknowledge_received_data(unread, stream.id)
+            self._send_soon(h2c.data_to_send())
+        _wake(self._slot)
+        self._slot = None
+        if not self._streams:
+            self._idle()  # after a GOAWAY the pool closes it when it is given back
+
+    def _idle(self) -> None:
+        if self._expiry is not None:
+            self._expire_at = time.monotonic() + self._expiry
+
+    def _took(self, stream: _Stream, size: int) -> None:
+        """The application took `size` flow-controlled bytes: let the server send more."""
+        if size and self._state == OPEN:
+            h2c = self._h2
+            h2c.acknowledge_received_data(size, stream.id)
+            data = h2c.data_to_send()
+            if data:
+                self._send_soon(data)
+
+    # -- the pool's view -----------------------------------------------------------------
+
+    @property
+    def max_streams(self) -> int | None:
+        """The server's SETTINGS_MAX_CONCURRENT_STREAMS (None until its SETTINGS came)."""
+        if not self._settings.done():
+            return None
+        return int(self._h2.remote_settings.max_concurrent_streams)
+
+    @property
+    def stream_budget(self) -> int | None:
+        """Streams the server processes per connection, as learned (see `StreamBudget`),
+        or None when unknown."""
+        return self._budget.limit
+
+    @property
+    def goaway_received(self) -> bool:
+        """Whether the server sent GOAWAY (the connection takes no new streams)."""
+        return self._goaway is not None
+
+    async def aclose(self) -> None:
+        """Close the connection; streams still open fail."""
+        if self._error is None:
+            self._error = httpcore.ReadError("the HTTP/2 connection was closed")
+        if self._state == OPEN:
+            self._state = CLOSED
+            with contextlib.suppress(Exception):
+                self._h2.close_connection()
+                data = b"".join([*self._out, self._h2.data_to_send()])
+                self._out.clear()
+                if data and not self._lock.locked():
+                    await self._stream.write(data, 0.5)
+        self._state = CLOSED
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.cancel()
+        await self._stream.aclose()
+        self._end(self._error)
+
+    def is_available(self) -> bool:
+        """Open, no GOAWAY received, stream budget left: it takes new streams (up to
+        `max_streams`)."""
+        if self._state != OPEN or self._goaway is not None:
+            return False
+        limit = self._budget.limit
+        return limit is None or self._opened < limit
+
+    def has_expired(self) -> bool:
+        """Past its keep-alive expiry while idle, closed, or told to go away."""
+        if self._state != OPEN or self._goaway is not None:
+            return True
+        return self._expire_at is not None and time.monotonic() > self._expire_at
+
+    def is_idle(self) -> bool:
+        """No stream open."""
+        return not self._streams
+
+    def is_closed(self) -> bool:
+        """Closed for good."""
+        return self._state == CLOSED
+
+
+class _Body:
+    """The response body of one stream, read as it is iterated."""
+
+    __slots__ = ("_closed", "_conn", "_stream", "_timeout")
+
+    def __init__(self, conn: HTTP2Connection, stream: _Stream, timeout: float | None) -> None:
+        self._conn = conn
+        self._stream = stream
+        self._timeout = timeout
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        stream = self._stream
+        while not stream.chunks:
+            if stream.ended:
+                raise StopAsyncIteration
+            if stream.error is not None:
+                await self.aclose()
+                raise stream.error
+            try:
+                await self._conn._wait(stream, self._timeout)
+            except BaseException:
+                await self.aclose()  # a failed or cancelled read resets the stream
+                raise
+        data, size = stream.chunks.popleft()
+        self._conn._took(stream, size)
+        return data
+
+    async def aclose(self) -> None:
+        """Done with the stream: reset it unless the response was read to its end."""
+        if not self._closed:
+            self._closed = True
+            self._conn._forget(self._stream)
