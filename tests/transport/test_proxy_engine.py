@@ -237,3 +237,45 @@ async def test_https_proxy(
     assert all(r.status_code == 200 for r in responses)
     assert responses[0].http_version == ("HTTP/2" if target == "h2" else "HTTP/1.1")
     assert tls_proxy.requests == 1  # one connection to the proxy carried both
+
+
+@pytest.mark.parametrize("target", ["http", "https"])
+async def test_alpn_warning_speaks_of_the_targets_tls_only(
+    target: str,
+    tls_proxy: ProxyLog,
+    plain_upstream: Upstream,
+    uvicorn_tls: tuple[Any, str],
+    tls: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A caller's context that offers h2 to an HTTP/1.1-only target warns once, through
+    a tunnel too; a request forwarded to an HTTPS proxy (whose TLS is the proxy's, not
+    the caller's context) says nothing."""
+    given = httpx.Proxy(tls_proxy.url, ssl_context=client_context(tls, ["http/1.1"]))
+    upstream = plain_upstream.url if target == "http" else uvicorn_tls[1]
+    url = f"{target}://{ONLY_PROXY_HOST}:{_port(upstream)}/"
+    transport = PoolTransport(proxy=given, http2=True, verify=client_context(tls))
+    with caplog.at_level("WARNING", logger="httpool.transport"):
+        async with httpx.AsyncClient(transport=transport) as client:
+            response = await client.get(url)
+    assert response.status_code == 200
+    assert response.http_version == "HTTP/1.1"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "httpool.transport"]
+    if target == "http":
+        assert warnings == []
+    else:
+        [said] = warnings
+        assert "the server chose no HTTP/2 by ALPN" in said
+        assert f"https://{ONLY_PROXY_HOST}:{_port(upstream)} via " in said
+
+
+async def test_head_bounds_hold_for_forwarded_requests(
+    proxy: ProxyLog, plain_upstream: Upstream
+) -> None:
+    """`max_headers` bounds a response forwarded by a proxy, as on a direct connection."""
+    base = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}"
+    transport = PoolTransport(proxy=proxy.url, max_headers=2)
+    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+        with pytest.raises(httpx.RemoteProtocolError, match="header"):
+            await client.get("/ok")
+    assert proxy.forwarded == [f"{base}/ok"]
