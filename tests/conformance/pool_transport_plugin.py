@@ -11,10 +11,12 @@ What it does, steered by two environment variables:
   `httpx.AsyncClient.__init__` is wrapped so that a client built without `transport=`
   gets `httpool.PoolTransport(verify=, cert=, trust_env=, http1=, http2=, limits=)`
   from the client's own arguments, which is exactly where httpx would have built its
-  stock `httpx.AsyncHTTPTransport`. Proxy mounts (`proxy=`, or proxies read from the
-  environment) and sync clients keep httpx's transports: httpool has no proxy support
-  yet (issue 11) and no sync transport. With `stock` (the default) nothing is swapped,
-  which is the baseline run.
+  stock `httpx.AsyncHTTPTransport`. With `trust_env`, that PoolTransport reads the
+  proxy variables of the environment itself (httpx mounts them only for a client built
+  without a transport). The mounts httpx makes for a client's `proxy=` argument are
+  httpx's own transports, built on a path this plugin leaves alone, and sync clients
+  keep httpx's transport (httpool has no sync one). With `stock` (the default) nothing
+  is swapped, which is the baseline run.
 - `HTTPOOL_CONFORMANCE_REPORT=<path>` writes every test's outcome (`passed`,
   `failed`, `skipped`) and the deselected tests as JSON, for the runner to compare
   the two runs.
