@@ -1,4 +1,4 @@
-"""httpool's own HTTP/1.1 connection (httptools) and asyncio backend, byte by byte."""
+"""httpool's own HTTP/1.1 connection and asyncio backend, byte by byte."""
 
 from __future__ import annotations
 
