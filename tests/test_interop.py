@@ -273,11 +273,14 @@ async def test_the_sdk_cannot_send_the_key_elsewhere(fake_openai: tuple[FakeOpen
 
 
 @pytest.mark.anyio
-async def test_closing_the_sdk_closes_the_pooled_client(
+async def test_closing_the_sdk_leaves_the_pooled_client_open(
     fake_openai: tuple[FakeOpenAI, str],
 ) -> None:
-    """`await sdk.close()` (or `async with AsyncOpenAI(...)`) closes the pool's client: don't."""
+    """`await sdk.close()` (or `async with AsyncOpenAI(...)`) leaves the pool's client open."""
     _, base_url = fake_openai
     async with httpool.ClientPool(httpool.Provider("openai", base_url=base_url)) as pool:
+        async with sdk(pool.client("openai"), base_url) as first:
+            await first.embeddings.create(model="m", input="x")
         await sdk(pool.client("openai"), base_url).close()
-        assert pool.client("openai").is_closed
+        assert not pool.client("openai").is_closed
+        await sdk(pool.client("openai"), base_url).embeddings.create(model="m", input="y")

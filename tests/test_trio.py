@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 import httpool
-from httpool import _clients
+from httpool._clients import _httpx as _clients
 
 from .transport.servers import free_port, wait_for_port
 from .upstream import Upstream
@@ -60,7 +60,7 @@ async def test_pool_under_trio_uses_httpx_transport(
                 assert response.json()["body"] == '{"a":1}'
                 stats = pool.stats()
                 assert stats["up"]["transport"] == "AsyncHTTPTransport"
-                assert stats["up"]["requests_active"] == 0
+                assert stats["up"]["requests_in_flight"] == 0
                 assert stats["up"]["closed"] is False
             assert pool.state is httpool.PoolState.CLOSED
     notes = [r for r in caplog.records if NOTE in r.getMessage()]

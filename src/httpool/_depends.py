@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, overload
 
 import httpx
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from ._clients import request_streams
+from ._clients import OpenStreams, kind_label, open_streams
 from ._errors import UnknownProviderError
 from ._lifespan import get_pool
 from ._pool import ClientPool
 from ._validate import validate_name
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = ["check_app_dependencies", "client", "sync_client"]
 
@@ -21,65 +25,89 @@ __all__ = ["check_app_dependencies", "client", "sync_client"]
 class ProviderDependency:
     """Base of the dependency callables; FastAPI caches one result per request."""
 
-    __slots__ = ("name",)
+    __slots__ = ("kind", "name")
+    _public = "client"
+    _default: type = httpx.AsyncClient
 
-    def __init__(self, name: str) -> None:
-        self.name = validate_name(name, where=f"httpool.{type(self).__name__}")
+    def __init__(self, name: str, kind: type | None = None) -> None:
+        self.name = validate_name(name, where=f"httpool.{self._public}")
+        self.kind = self._default if kind is None else kind
 
     def __repr__(self) -> str:
-        return f"httpool.{self._public}({self.name!r})"
-
-    _public = "client"
+        if self.kind is self._default:
+            return f"httpool.{self._public}({self.name!r})"
+        return f"httpool.{self._public}({self.name!r}, {kind_label(self.kind)})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.name == self.name
+        if not isinstance(other, ProviderDependency) or type(other) is not type(self):
+            return False
+        return (other.name, other.kind) == (self.name, self.kind)
 
     def __hash__(self) -> int:
-        return hash((type(self), self.name))
+        return hash((type(self), self.name, self.kind))
 
 
 class AsyncClientDependency(ProviderDependency):
-    """Hands a route the `httpx.AsyncClient` of one provider."""
+    """Hands a route the async client of one provider, and closes at the route's end
+    the responses it opened and left open (FastAPI runs the code after `yield` once
+    the response is sent)."""
 
     __slots__ = ()
 
-    async def __call__(self, connection: HTTPConnection) -> httpx.AsyncClient:
-        # A plain dependency (a yield one costs a context manager and a cancel scope per
-        # request): it only hands the request's exit stack to the client, which puts a
-        # clean-up on it when a streamed response is actually opened.
-        scope = connection.scope
-        stack = scope.get("fastapi_inner_astack") or scope.get("fastapi_astack")
-        if stack is not None:
-            request_streams.set(stack)
-        return get_pool(connection).client(self.name)
+    async def __call__(self, connection: HTTPConnection) -> AsyncIterator[Any]:
+        client = get_pool(connection).client(self.name, self.kind)
+        streams = OpenStreams()
+        token = open_streams.set(streams)
+        try:
+            yield client
+        finally:
+            # The exit may run in another context (nothing to reset there).
+            with contextlib.suppress(ValueError):
+                open_streams.reset(token)
+            await streams.close_all()
 
 
 class SyncClientDependency(ProviderDependency):
-    """Hands a `def` route the thread-safe `httpx.Client` of one provider."""
+    """Hands a `def` route the thread-safe sync client of one provider."""
 
     __slots__ = ()
     _public = "sync_client"
+    _default = httpx.Client
 
-    async def __call__(self, connection: HTTPConnection) -> httpx.Client:
-        return get_pool(connection).sync_client(self.name)
+    async def __call__(self, connection: HTTPConnection) -> Any:
+        return get_pool(connection).sync_client(self.name, self.kind)
 
 
-def client(name: str) -> Any:
-    """A `Depends` that gives a route provider `name`'s `httpx.AsyncClient`.
+@overload
+def client(name: str) -> Any: ...
+@overload
+def client(name: str, kind: type[httpx.AsyncClient]) -> Any: ...
+@overload
+def client(name: str, kind: type[httpx2.AsyncClient]) -> Any: ...
+def client(name: str, kind: type[Any] = httpx.AsyncClient) -> Any:
+    """A `Depends` that gives a route provider `name`'s async client of `kind`.
 
     ```python
     OpenAI = Annotated[httpx.AsyncClient, httpool.client("openai")]
+    Anthropic = Annotated[httpx2.AsyncClient, httpool.client("anthropic", httpx2.AsyncClient)]
 
     @app.post("/chat")
     async def chat(openai: OpenAI) -> dict: ...
     ```
     """
-    return Depends(AsyncClientDependency(name))
+    return Depends(AsyncClientDependency(name, kind))
 
 
-def sync_client(name: str) -> Any:
-    """A `Depends` that gives a `def` route provider `name`'s thread-safe `httpx.Client`."""
-    return Depends(SyncClientDependency(name))
+@overload
+def sync_client(name: str) -> Any: ...
+@overload
+def sync_client(name: str, kind: type[httpx.Client]) -> Any: ...
+@overload
+def sync_client(name: str, kind: type[httpx2.Client]) -> Any: ...
+def sync_client(name: str, kind: type[Any] = httpx.Client) -> Any:
+    """A `Depends` that gives a `def` route provider `name`'s thread-safe sync client
+    (`httpx.Client`, or `httpx2.Client`)."""
+    return Depends(SyncClientDependency(name, kind))
 
 
 def _dependants(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -9,19 +9,22 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, overload
 
 import anyio
 import httpx
 
 from ._budget import warn_unsplit_workers
-from ._clients import build_async_client, build_sync_client
+from ._clients import ProviderClients, kind_label
 from ._config import Provider
 from ._errors import ConfigError, PoolClosedError, UnknownProviderError
 from ._proxy_transports import proxy_labels
 from ._secret import install_log_redaction, redact_url
 from ._shutdown import close_clients, drain
 from ._warmup import warm_up
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = ["ClientPool", "PoolState"]
 
@@ -80,11 +83,11 @@ class ClientPool:
         self._close_timeout = close_timeout
         self._state = PoolState.UNOPENED
         self._lock = threading.Lock()  # guards creation; never held across an await
+        # The default kind's clients (the look-up of `client(name)`), and every
+        # provider's clients of all kinds over its shared gate and engine.
         self._clients: dict[str, httpx.AsyncClient] = {}
-        self._transports: dict[str, httpx.AsyncBaseTransport] = {}
-        self._built: dict[str, Provider] = {}
-        self._sync_clients: dict[str, httpx.Client] = {}
-        self._made_before_failure: dict[str, httpx.AsyncClient] = {}
+        self._sets: dict[str, ProviderClients] = {}
+        self._made_before_failure: dict[str, ProviderClients] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -107,11 +110,14 @@ class ClientPool:
             self._make_clients()
         except BaseException:
             # A client could not be made: the pool is as it was; close the ones made.
-            await close_clients(self._made_before_failure, {}, self._close_timeout)
+            await close_clients(self._made_before_failure, self._close_timeout)
             self._made_before_failure = {}
             raise
         try:
-            await warm_up(self._providers, self._clients)
+            await warm_up(
+                self._providers,
+                {name: c.clients[c.default_kind] for name, c in self._sets.items()},
+            )
         except BaseException:
             await self.aclose()
             raise
@@ -123,15 +129,14 @@ class ClientPool:
         `_made_before_failure`."""
         with self._lock:
             before = self._state
-            self._clients, self._transports, self._built = {}, {}, {}
-            self._sync_clients = {}
+            self._clients, self._sets = {}, {}
             self._state = PoolState.OPEN
             try:
                 for provider in self._providers.values():
                     self._create(provider)
             except BaseException:
-                self._made_before_failure = self._clients
-                self._clients, self._transports, self._built = {}, {}, {}
+                self._made_before_failure = self._sets
+                self._clients, self._sets = {}, {}
                 self._state = before
                 raise
 
@@ -159,13 +164,11 @@ class ClientPool:
                 self._state = PoolState.CLOSED if self._state is PoolState.UNOPENED else self._state
                 return
             self._state = PoolState.CLOSING
-            clients, self._clients = self._clients, {}
-            sync_clients, self._sync_clients = self._sync_clients, {}
-            self._transports, self._built = {}, {}
+            sets, self._sets, self._clients = self._sets, {}, {}
         try:
             with anyio.CancelScope(shield=True):
-                await drain(clients, self._drain_timeout)
-            await close_clients(clients, sync_clients, self._close_timeout)
+                await drain(sets, self._drain_timeout)
+            await close_clients(sets, self._close_timeout)
         finally:
             self._state = PoolState.CLOSED
             logger.debug("httpool pool closed")
@@ -180,25 +183,41 @@ class ClientPool:
         A registered provider's client is made again by the next `get_client(name)`.
         """
         with self._lock:
-            client = self._clients.pop(name, None)
-            sync_client = self._sync_clients.pop(name, None)
-            self._transports.pop(name, None)
-            self._built.pop(name, None)
-        await close_clients(
-            {name: client} if client else {},
-            {name: sync_client} if sync_client else {},
-            self._close_timeout,
-        )
-        return client is not None or sync_client is not None
+            self._clients.pop(name, None)
+            clients = self._sets.pop(name, None)
+        if clients is None:
+            return False
+        await close_clients({name: clients}, self._close_timeout)
+        return True
 
     # -- clients -------------------------------------------------------------------------
 
-    def client(self, name: str) -> httpx.AsyncClient:
-        """The live client of provider `name`: a plain look-up, no await, no lock."""
-        try:
-            return self._clients[name]
-        except KeyError:
-            raise self._missing(name) from None
+    @overload
+    def client(self, name: str) -> httpx.AsyncClient: ...
+    @overload
+    def client(self, name: str, kind: type[httpx.AsyncClient]) -> httpx.AsyncClient: ...
+    @overload
+    def client(self, name: str, kind: type[httpx2.AsyncClient]) -> httpx2.AsyncClient: ...
+    def client(self, name: str, kind: type[Any] = httpx.AsyncClient) -> Any:
+        """The live client of provider `name`, of `kind`: `httpx.AsyncClient` (the
+        default, a plain look-up, no await, no lock) or `httpx2.AsyncClient` (made on
+        first use; needs `httpool[httpx2]`). All kinds of a provider share its engine:
+        connections, budget, stats, credentials pinned to its origins.
+        """
+        if kind is httpx.AsyncClient:
+            client = self._clients.get(name)
+            if client is not None:
+                return client
+        return self._of_kind(name, kind, registered_only=False)
+
+    def _of_kind(self, name: str, kind: type[Any], *, registered_only: bool) -> Any:
+        with self._lock:
+            clients = self._sets.get(name)
+            if clients is None or (registered_only and name not in self._providers):
+                if registered_only and self._state is PoolState.OPEN:
+                    raise UnknownProviderError(name, self._providers)
+                raise self._missing(name)
+            return clients.get(kind)
 
     async def get_client(self, name: str, **overrides: Any) -> httpx.AsyncClient:
         """The client of `name`, made now if there is none (an unregistered name too).
@@ -220,10 +239,14 @@ class ClientPool:
         with self._lock:
             if self._state is not PoolState.OPEN:
                 raise PoolClosedError(name, self._state.value)
-            client = self._clients.get(name)
-            if client is None:
-                return self._create(wanted)
-        if overrides and wanted != self._built.get(name):
+            existing = self._sets.get(name)
+            if existing is None:
+                self._create(wanted)
+                existing = self._sets[name]
+            elif not overrides:
+                return existing.get(httpx.AsyncClient)  # type: ignore[no-any-return]
+            client = existing.get(httpx.AsyncClient)
+        if overrides and wanted != existing.provider:
             logger.warning(
                 "httpool client %r already exists; overrides %s were not applied "
                 "(clients are cached by name: close_client(%r) first to change them)",
@@ -232,29 +255,30 @@ class ClientPool:
                 name,
                 extra={"provider": name},
             )
-        return client
+        return client  # type: ignore[no-any-return]
 
     def _create(self, provider: Provider) -> httpx.AsyncClient:
-        client, transport = build_async_client(provider)
-        self._clients[provider.name] = client
-        self._transports[provider.name] = transport
-        self._built[provider.name] = provider
-        return client
+        """Make `provider`'s clients, its default kind now (the lock is held)."""
+        clients = ProviderClients(provider)
+        self._sets[provider.name] = clients
+        kind = clients.default_kind
+        client = clients.get(kind)
+        if kind is httpx.AsyncClient:
+            self._clients[provider.name] = client
+        return client  # type: ignore[no-any-return]
 
-    def sync_client(self, name: str) -> httpx.Client:
-        """A thread-safe `httpx.Client` for registered provider `name`, for `def` routes."""
-        client = self._sync_clients.get(name)
-        if client is not None:
-            return client
-        with self._lock:
-            if self._state is not PoolState.OPEN:
-                raise PoolClosedError(name, self._state.value)
-            if name not in self._providers:
-                raise UnknownProviderError(name, self._providers)
-            client = self._sync_clients.get(name)
-            if client is None:
-                client = self._sync_clients[name] = build_sync_client(self._providers[name])
-            return client
+    @overload
+    def sync_client(self, name: str) -> httpx.Client: ...
+    @overload
+    def sync_client(self, name: str, kind: type[httpx.Client]) -> httpx.Client: ...
+    @overload
+    def sync_client(self, name: str, kind: type[httpx2.Client]) -> httpx2.Client: ...
+    def sync_client(self, name: str, kind: type[Any] = httpx.Client) -> Any:
+        """A thread-safe sync client of registered provider `name`, for `def` routes:
+        `httpx.Client` (the default) or `httpx2.Client`."""
+        if self._state is not PoolState.OPEN:
+            raise PoolClosedError(name, self._state.value)
+        return self._of_kind(name, kind, registered_only=True)
 
     def _missing(self, name: str) -> Exception:
         if self._state is not PoolState.OPEN:
@@ -265,14 +289,14 @@ class ClientPool:
                 f"`await pool.get_client({name!r})` makes a new one"
             )
             return LookupError(msg)
-        return UnknownProviderError(name, self._providers.keys() | self._clients.keys())
+        return UnknownProviderError(name, self._providers.keys() | self._sets.keys())
 
     # -- introspection -------------------------------------------------------------------
 
     @property
     def names(self) -> tuple[str, ...]:
         """The names of the registered providers and of clients made by `get_client`."""
-        return tuple(dict.fromkeys([*self._providers, *self._clients]))
+        return tuple(dict.fromkeys([*self._providers, *self._sets]))
 
     @property
     def providers(self) -> dict[str, Provider]:
@@ -280,27 +304,29 @@ class ClientPool:
         return dict(self._providers)
 
     def has_client(self, name: str) -> bool:
-        """Whether a live client exists for `name`."""
-        return name in self._clients
+        """Whether live clients exist for `name`."""
+        return name in self._sets
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """A JSON-ready dict per provider: settings and the transport's counters."""
         out: dict[str, dict[str, Any]] = {}
-        for name, client in list(self._clients.items()):
-            provider = self._built.get(name) or self._providers.get(name) or Provider(name)
-            transport = self._transports.get(name)
+        for name, clients in list(self._sets.items()):
+            provider = clients.provider
+            transport = clients.base
             entry: dict[str, Any] = {
                 "base_url": redact_url(provider.base_url) if provider.base_url else None,
                 "transport": getattr(transport, "transport_name", type(transport).__name__),
                 "proxy": proxy_labels(transport),
                 "http2": provider.http2,
                 "max_connections": provider.limits.max_connections,
-                "closed": client.is_closed,
-                "requests_active": getattr(client, "active", 0),
+                "closed": all(c.is_closed for c in clients.clients.values()),
+                "clients": sorted(kind_label(k) for k in clients.clients),
             }
             transport_stats = getattr(transport, "stats", None)
             if callable(transport_stats):
                 entry.update(transport_stats())
+            # Counted by the provider's transport wrapper, for every transport and kind.
+            entry["requests_in_flight"] = clients.gate.in_flight
             out[name] = entry
         return out
 

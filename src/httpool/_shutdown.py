@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 import httpx
 
-from ._clients import ProviderClient
+from ._clients import ProviderClients
 from ._secret import redact_text
 
 __all__ = ["close_clients", "drain"]
@@ -19,15 +21,20 @@ logger = logging.getLogger("httpool")
 _EXPECTED = (httpx.HTTPError, OSError)
 
 
-async def drain(clients: Mapping[str, httpx.AsyncClient], seconds: float) -> None:
+def _expected() -> tuple[type[BaseException], ...]:
+    httpx2 = sys.modules.get("httpx2")  # loaded when an httpx2 client was made
+    return _EXPECTED if httpx2 is None else (*_EXPECTED, httpx2.HTTPError)
+
+
+async def drain(providers: Mapping[str, ProviderClients], seconds: float) -> None:
     """Refuse new requests, then wait up to `seconds` for those in flight."""
-    counted = [c for c in clients.values() if isinstance(c, ProviderClient)]
-    for client in counted:
-        client.refuse_new = True
+    gates = [p.gate for p in providers.values()]
+    for gate in gates:
+        gate.refusing = True
     with anyio.move_on_after(seconds):
-        while any(c.active for c in counted):  # noqa: ASYNC110 - a short poll at shutdown
+        while any(g.in_flight for g in gates):  # noqa: ASYNC110 - a short poll at shutdown
             await anyio.sleep(0.01)
-    busy = {c.provider_name: c.active for c in counted if c.active}
+    busy = {g.name: g.in_flight for g in gates if g.in_flight}
     if busy:
         logger.warning(
             "httpool shutdown: %d request(s) still in flight after %.1f s; closing them",
@@ -37,26 +44,23 @@ async def drain(clients: Mapping[str, httpx.AsyncClient], seconds: float) -> Non
         )
 
 
-async def close_clients(
-    clients: Mapping[str, httpx.AsyncClient],
-    sync_clients: Mapping[str, httpx.Client],
-    seconds: float,
-) -> None:
-    """Close every client at once, each within `seconds`.
+async def close_clients(providers: Mapping[str, ProviderClients], seconds: float) -> None:
+    """Close every client of every provider at once, each within `seconds`.
 
     Expected network errors are logged at warning with the provider's name; any other
     error is raised after all were closed, together in an `ExceptionGroup`.
     """
     errors: list[Exception] = []
+    expected = _expected()
 
-    async def close(name: str, client: httpx.AsyncClient | httpx.Client) -> None:
+    async def close(name: str, client: Any) -> None:
         with anyio.move_on_after(seconds) as scope:
             try:
-                if isinstance(client, httpx.AsyncClient):
+                if hasattr(client, "aclose"):
                     await client.aclose()
                 else:
                     await anyio.to_thread.run_sync(client.close, abandon_on_cancel=True)
-            except _EXPECTED as exc:
+            except expected as exc:
                 logger.warning(
                     "closing httpool client %r failed: %s: %s",
                     name,
@@ -77,10 +81,10 @@ async def close_clients(
 
     with anyio.CancelScope(shield=True):
         async with anyio.create_task_group() as tg:
-            for name, client in clients.items():
-                tg.start_soon(close, name, client)
-            for name, sync_client in sync_clients.items():
-                tg.start_soon(close, name, sync_client)
+            for name, provider in providers.items():
+                provider.gate.owned = False  # the pool closes its own clients
+                for client in provider.clients.values():
+                    tg.start_soon(close, name, client)
     if errors:
         msg = f"closing {len(errors)} httpool client(s) failed"
         raise ExceptionGroup(msg, errors)

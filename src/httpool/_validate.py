@@ -7,6 +7,7 @@ import math
 import os
 import re
 import ssl
+import sys
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -139,13 +140,20 @@ def _headers(where: str, value: object) -> Mapping[str, str | Secret]:
     return MappingProxyType(out)
 
 
+def _httpx2_value(value: object, name: str) -> bool:
+    """Whether `value` is an instance of httpx2's class `name` (httpx2 is optional)."""
+    httpx2 = sys.modules.get("httpx2")  # loaded if such a value exists
+    return httpx2 is not None and isinstance(value, getattr(httpx2, name))
+
+
 def _auth(where: str, value: object) -> object:
-    if value is None or isinstance(value, httpx.Auth):
+    if value is None or isinstance(value, httpx.Auth) or _httpx2_value(value, "Auth"):
         return value
     if isinstance(value, tuple) and len(value) == 2:  # noqa: SIM102 - reads better
         if all(isinstance(v, str | Secret) for v in value):
             return value
-    raise _fail(where, "auth", "expected an httpx.Auth or a (user, password) pair of str/Secret")
+    problem = "expected an httpx.Auth, an httpx2.Auth or a (user, password) pair of str/Secret"
+    raise _fail(where, "auth", problem)
 
 
 def _number(where: str, field: str, value: object, *, allow_none: bool) -> float | None:
@@ -168,16 +176,26 @@ def _seconds(where: str, field: str, value: object) -> float | None:
 def _timeout(where: str, value: object) -> httpx.Timeout:
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = httpx.Timeout(_number(where, "timeout", value, allow_none=False))
+    if _httpx2_value(value, "Timeout"):  # kept as httpx's, with the same values
+        value = httpx.Timeout(**value.as_dict())  # type: ignore[attr-defined]
     if not isinstance(value, httpx.Timeout):
-        raise _fail(where, "timeout", f"expected httpx.Timeout or seconds, got {_shown(value)}")
+        problem = f"expected httpx.Timeout, httpx2.Timeout or seconds, got {_shown(value)}"
+        raise _fail(where, "timeout", problem)
     for part in ("connect", "read", "write", "pool"):
         _number(where, f"timeout.{part}", getattr(value, part), allow_none=True)
     return value
 
 
 def _limits(where: str, value: object) -> httpx.Limits:
+    if _httpx2_value(value, "Limits"):  # kept as httpx's, with the same values
+        value = httpx.Limits(
+            max_connections=value.max_connections,  # type: ignore[attr-defined]
+            max_keepalive_connections=value.max_keepalive_connections,  # type: ignore[attr-defined]
+            keepalive_expiry=value.keepalive_expiry,  # type: ignore[attr-defined]
+        )
     if not isinstance(value, httpx.Limits):
-        raise _fail(where, "limits", f"expected httpx.Limits, got {type(value).__name__}")
+        problem = f"expected httpx.Limits or httpx2.Limits, got {type(value).__name__}"
+        raise _fail(where, "limits", problem)
     for part in ("max_connections", "max_keepalive_connections"):
         count = getattr(value, part)
         if count is None:
@@ -234,7 +252,7 @@ def _event_hooks(where: str, value: object) -> object:
 def _transport(where: str, value: object) -> object:
     from ._config import TRANSPORT_NAMES
 
-    if isinstance(value, httpx.AsyncBaseTransport):
+    if isinstance(value, httpx.AsyncBaseTransport) or _httpx2_value(value, "AsyncBaseTransport"):
         return value
     if isinstance(value, str):
         if value not in TRANSPORT_NAMES:

@@ -208,15 +208,13 @@ def find_leaks(pool: ClientPool) -> dict[str, list[str]]:
         if not pool.has_client(name):
             continue
         found = []
-        active = getattr(pool.client(name), "active", 0)
-        if active:
-            found.append(
-                f"{active} request(s) or streamed response(s) not closed (use "
-                "`async with client.stream(...)`, or `await response.aclose()`)"
-            )
         counters = stats.get(name, {})
         for key, what in (
-            ("requests_in_flight", "request(s) in flight in the transport"),
+            (
+                "requests_in_flight",
+                "request(s) or streamed response(s) not closed (use "
+                "`async with client.stream(...)`, or `await response.aclose()`)",
+            ),
             ("connections_in_use", "connection(s) checked out of the pool"),
             ("waiters", "request(s) waiting for a connection"),
         ):

@@ -1,0 +1,150 @@
+"""What every client of one provider shares, whatever its library: the `Gate`.
+
+A provider's clients (httpx and httpx2, async and sync) send through a transport
+wrapper that asks the provider's gate to admit each request, and to let it go when its
+response is closed. The gate keeps the provider's credentials at their origins, counts
+the requests in flight (for draining at shutdown), refuses new requests while the pool
+closes, and tags each request with the provider's name. The wrappers see every redirect
+hop, so a hop that leaves the provider's origins goes without its credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+import anyio
+
+from .._config import Provider, origin_of
+from .._errors import OriginNotAllowedError, PoolClosedError
+
+__all__ = ["TAG", "Gate", "OpenStreams", "open_streams"]
+
+logger = logging.getLogger("httpool")
+
+#: The request extension that names the provider; a request that already has it is a
+#: redirect hop (or an auth flow's next request) of a request the gate admitted.
+TAG = "httpool.provider"
+
+
+class _URL(Protocol):
+    """The part of `httpx.URL` and `httpx2.URL` the gate reads."""
+
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def path(self) -> str: ...
+
+
+def _key(url: _URL) -> tuple[str, str, int | None]:
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return (url.scheme, url.host, port)
+
+
+class OpenStreams:
+    """The responses opened while one route runs, closed at its end if still open."""
+
+    __slots__ = ("closers",)
+
+    def __init__(self) -> None:
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def close_all(self) -> None:
+        """Close what the route left open (each closer does nothing once closed)."""
+        closers, self.closers = self.closers, []
+        with anyio.CancelScope(shield=True):
+            for close in closers:
+                await close()
+
+
+#: The open streams of the route being run, set (and reset) by httpool's dependency.
+open_streams: ContextVar[OpenStreams | None] = ContextVar("httpool_open_streams", default=None)
+
+
+class Gate:
+    """The origin guard, the count of requests in flight and the closing switch of a provider.
+
+    Attributes:
+        in_flight: requests admitted whose response is not closed yet.
+        refusing: new requests fail with `PoolClosedError` (set while the pool closes).
+        owned: the pool owns the clients: closing one from outside is refused (logged).
+    """
+
+    __slots__ = ("_allowed", "_header_names", "_shown", "in_flight", "name", "owned", "refusing")
+
+    def __init__(self, provider: Provider) -> None:
+        import httpx
+
+        self.name = provider.name
+        origins = ([provider.origin] if provider.origin else []) + list(provider.allowed_origins)
+        self._shown = tuple(origins)
+        self._allowed = frozenset(_key(httpx.URL(o)) for o in origins)
+        self._header_names = frozenset(h.lower() for h in provider.headers) | {"authorization"}
+        self.in_flight = 0
+        self.refusing = False
+        self.owned = False
+
+    def admit(self, url: _URL, headers: Any, extensions: dict[str, Any]) -> float:
+        """Let a request through, or raise; returns a start time for the debug log.
+
+        The first hop must go to the provider's origins (`OriginNotAllowedError`);
+        a later hop that leaves them loses the provider's headers and `Authorization`.
+        """
+        if self.refusing:
+            raise PoolClosedError(self.name, "closing")
+        if self._allowed and _key(url) not in self._allowed:
+            if TAG not in extensions:
+                raise OriginNotAllowedError(self.name, origin_of(url), self._shown)  # type: ignore[arg-type]
+            for name in self._header_names:
+                headers.pop(name, None)
+        extensions[TAG] = self.name
+        self.in_flight += 1
+        return time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
+
+    def release(self) -> None:
+        """A request admitted is done (its response closed, or it failed)."""
+        self.in_flight -= 1
+
+    def log(self, method: str, url: _URL, status: int, started: float) -> None:
+        """One DEBUG record per request (hop), with structured fields and no URL query."""
+        if not started:
+            return
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        origin = origin_of(url)  # type: ignore[arg-type]
+        logger.debug(
+            "httpool %s %s %s%s -> %d in %.1f ms",
+            self.name,
+            method,
+            origin,
+            url.path,
+            status,
+            duration_ms,
+            extra={
+                "provider": self.name,
+                "origin": origin,
+                "method": method,
+                "status": status,
+                "duration_ms": duration_ms,
+            },
+        )
+
+    def refuse_close(self, client: object) -> bool:
+        """Whether closing `client` from outside must be refused (logged once per client)."""
+        if not self.owned:
+            return False
+        if not getattr(client, "_httpool_warned", False):
+            object.__setattr__(client, "_httpool_warned", True)
+            logger.warning(
+                "httpool client %r belongs to the pool, which closes it at shutdown; "
+                "closing it elsewhere (an SDK's close(), `async with` on it) is ignored",
+                self.name,
+                extra={"provider": self.name},
+            )
+        return True

@@ -1,0 +1,362 @@
+"""A provider's httpx clients: the transport wrapper, the pooled clients, the transports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from .._config import Provider
+from .._errors import PoolClosedError
+from .._secret import Secret
+from ._gate import Gate, open_streams
+from ._speedups import MergedURLs, SkipEmptyCookies
+
+__all__ = [
+    "PooledAsyncClient",
+    "PooledClient",
+    "ProviderTransport",
+    "SyncProviderTransport",
+    "build_async_client",
+    "build_sync_client",
+    "make_transport",
+]
+
+logger = logging.getLogger("httpool")
+_warned_unverified: set[str] = set()
+_said_trio: set[str] = set()
+
+
+class _CountedStream(httpx.AsyncByteStream):
+    """A response body that tells its provider's gate when it is closed."""
+
+    __slots__ = ("_closed", "_gate", "_stream")
+
+    def __init__(self, stream: httpx.AsyncByteStream, gate: Gate) -> None:
+        self._stream, self._gate, self._closed = stream, gate, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._gate.release()
+        await self._stream.aclose()
+
+
+class ProviderTransport(httpx.AsyncBaseTransport):
+    """The provider's transport wrapper: every request (every redirect hop) goes
+    through its gate (origins, requests in flight, closing, the provider tag)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, gate: Gate) -> None:
+        self.inner, self.gate = inner, gate
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        gate = self.gate
+        started = gate.admit(request.url, request.headers, request.extensions)
+        try:
+            response = await self.inner.handle_async_request(request)
+        except BaseException:
+            gate.release()
+            raise
+        gate.log(request.method, request.url, response.status_code, started)
+        if response.is_closed:  # read already (a mock's response made with content=)
+            gate.release()
+            return response
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        counted = response.stream = _CountedStream(stream, gate)
+        streams = open_streams.get()
+        if streams is not None:
+            streams.closers.append(counted.aclose)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class SyncProviderTransport(httpx.BaseTransport):
+    """The sync twin of `ProviderTransport` (origins and the provider tag)."""
+
+    def __init__(self, inner: httpx.BaseTransport, gate: Gate) -> None:
+        self.inner, self.gate = inner, gate
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.gate.admit(request.url, request.headers, request.extensions)
+        self.gate.release()  # sync requests are not drained: counted only while admitted
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class PooledAsyncClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` owned by a pool: closing it from outside is ignored
+    (logged once) while its pool is open, so an SDK's `close()` leaves it working."""
+
+    def __init__(self, gate: Gate, **kwargs: Any) -> None:
+        self._httpool_cookies = SkipEmptyCookies()
+        self._httpool_urls = MergedURLs()
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    @property
+    def provider_name(self) -> str:
+        """The provider this client belongs to."""
+        return self.gate.name
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """The client's cookie store (one that skips responses setting no cookie)."""
+        return self._httpool_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._httpool_cookies = SkipEmptyCookies(cookies)
+
+    def build_request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Request:
+        """httpx's `build_request`, with the merge of a string URL remembered."""
+        if isinstance(url, str):
+            url = self._httpool_urls.get(self.base_url, url)
+        return super().build_request(method, url, **kwargs)
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        if self.gate.refusing:  # before the client's own "closed" check
+            raise PoolClosedError(self.gate.name, "closing")
+        return await super().send(request, **kwargs)
+
+    async def aclose(self) -> None:
+        if self.gate.refuse_close(self):
+            return
+        await super().aclose()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        if self.gate.refuse_close(self):
+            return
+        await super().__aexit__(exc_type, exc_value, traceback)
+
+    def __repr__(self) -> str:
+        return f"<httpool client {self.gate.name!r}>"
+
+
+class PooledClient(httpx.Client):
+    """The thread-safe `httpx.Client` of a provider, for `def` routes."""
+
+    def __init__(self, gate: Gate, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def close(self) -> None:
+        if self.gate.refuse_close(self):
+            return
+        super().close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        if self.gate.refuse_close(self):
+            return
+        super().__exit__(exc_type, exc_value, traceback)
+
+    def __repr__(self) -> str:
+        return f"<httpool sync client {self.gate.name!r}>"
+
+
+def _auth(provider: Provider) -> httpx.Auth | tuple[str, str] | None:
+    auth = provider.auth
+    if isinstance(auth, tuple):
+        user, password = (v.get_secret_value() if isinstance(v, Secret) else v for v in auth)
+        return (user, password)
+    return auth
+
+
+def _common(provider: Provider) -> dict[str, Any]:
+    if provider.verify is False and provider.name not in _warned_unverified:
+        _warned_unverified.add(provider.name)
+        logger.warning(
+            "TLS verification is off for provider %r (verify=False): its traffic can be "
+            "read and changed by anyone on the path",
+            provider.name,
+            extra={"provider": provider.name},
+        )
+    return {
+        "base_url": provider.base_url,
+        "headers": provider.plain_headers(),
+        "auth": _auth(provider),
+        "timeout": provider.timeout,
+        "follow_redirects": provider.follow_redirects,
+        "trust_env": provider.trust_env,
+    }
+
+
+def _running_trio() -> bool:
+    """Whether this code runs under trio (httpool's own transport runs on asyncio only).
+
+    Made in a plain thread (no event loop), a client keeps httpool's transport: it binds
+    to the asyncio loop that first uses it.
+    """
+    trio = sys.modules.get("trio")
+    if trio is None:  # not imported: not running
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return False  # asyncio (trio-asyncio's loop included)
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _say_trio_fallback(provider: Provider) -> None:
+    """Log once per provider that it runs on httpx's own transport under trio."""
+    if provider.name in _said_trio:
+        return
+    _said_trio.add(provider.name)
+    lost = [f for f in ("max_lifetime", "retry_post") if getattr(provider, f)]
+    message = (
+        "provider %r runs under trio: it uses httpx's own transport, as httpool's "
+        "transport runs on asyncio only (transport='httpx' chooses it without this note)"
+    )
+    if lost:
+        message += "; %s not applied there" % " and ".join(lost)  # noqa: UP031
+        logger.warning(message, provider.name, extra={"provider": provider.name})
+    else:
+        logger.info(message, provider.name, extra={"provider": provider.name})
+
+
+def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
+    """The async transport that `provider.transport` names or gives.
+
+    Under trio, `"httpool"` (the default) becomes httpx's own transport, logged once.
+    """
+    spec = provider.transport
+    if isinstance(spec, httpx.AsyncBaseTransport):
+        return spec
+    if callable(spec) and not isinstance(spec, str):
+        return spec()
+    from .._proxy_transports import check_support, routed
+
+    where = f"Provider({provider.name!r})"
+    routes = _routes(provider, where)
+    options: dict[str, Any] = {
+        "verify": provider.verify,
+        "http2": provider.http2,
+        "limits": provider.limits,
+        "trust_env": provider.trust_env,
+    }
+    if spec == "httpx" or (spec == "httpool" and _running_trio()):
+        if spec == "httpool":
+            _say_trio_fallback(provider)
+        check_support(routes, "httpx", where)
+        options["verify"] = _verify(provider)
+        return routed(routes, lambda p: httpx.AsyncHTTPTransport(**options, proxy=_httpx(p)))
+    if spec == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        check_support(routes, "aiohttp", where)
+        options["verify"] = _verify(provider)
+        # aiohttp speaks HTTP/1.1 only; asked for HTTP/2 (httpool's default), it logs a
+        # warning on the root logger for every client. `http2` means "offer it": no offer.
+        options["http2"] = False
+        return routed(
+            routes,
+            lambda p: AiohttpTransport(**options, proxy=_httpx(p, auth_header=True)),
+            auth_on_plain=True,
+        )
+    from .._transport import PoolTransport
+
+    check_support(routes, "httpool", where)
+    pool_transport: httpx.AsyncBaseTransport = PoolTransport(
+        **options,
+        max_lifetime=provider.max_lifetime,
+        retry_post=provider.retry_post,
+        proxy=routes,
+        dns_ttl=provider.dns_ttl,
+    )
+    return pool_transport
+
+
+def _routes(provider: Provider, where: str) -> Any:
+    """The provider's proxy routes (its own proxy, else the environment's), or None."""
+    from .._errors import ConfigError
+    from .._proxy import Routes
+
+    try:
+        return Routes.build(provider.proxy, provider.trust_env)
+    except (TypeError, ValueError) as exc:  # a bad proxy in the environment
+        msg = f"{where}: the proxy from the environment is unusable: {exc}"
+        raise ConfigError(msg) from None
+
+
+def _verify(provider: Provider) -> Any:
+    """`verify` for httpx's and aiohttp's transports: `"system"` becomes a truststore context.
+
+    httpool's own transport takes `"system"` as it is and offers its ALPN protocols.
+    """
+    if provider.verify == "system":
+        from .._truststore import system_context
+
+        return system_context()
+    return provider.verify
+
+
+def _httpx(proxy: Any, auth_header: bool = False) -> httpx.Proxy | None:
+    return None if proxy is None else proxy.as_httpx(auth_header=auth_header)
+
+
+def common_options(provider: Provider) -> dict[str, Any]:
+    """The client options every library takes alike, from `provider`."""
+    return _common(provider)
+
+
+def build_async_client(
+    provider: Provider, gate: Gate, transport: httpx.AsyncBaseTransport
+) -> PooledAsyncClient:
+    """A new `httpx.AsyncClient` for `provider`, sending through `transport`."""
+    hooks = dict(provider.event_hooks or {})
+    return PooledAsyncClient(
+        gate,
+        transport=ProviderTransport(transport, gate),
+        event_hooks={k: list(v) for k, v in hooks.items()},
+        **_common(provider),
+    )
+
+
+def build_sync_client(provider: Provider, gate: Gate | None = None) -> PooledClient:
+    """A new thread-safe `httpx.Client` for `provider` (httpx's own sync transport)."""
+    from .._proxy_transports import check_support, routed_sync
+
+    where = f"Provider({provider.name!r})"
+    routes = _routes(provider, where)
+    check_support(routes, "sync", where)
+    transport = routed_sync(
+        routes,
+        lambda p: httpx.HTTPTransport(
+            verify=_verify(provider),
+            http2=provider.http2,
+            limits=provider.limits,
+            trust_env=provider.trust_env,
+            proxy=_httpx(p),
+        ),
+    )
+    gate = gate or Gate(provider)
+    return PooledClient(gate, transport=SyncProviderTransport(transport, gate), **_common(provider))

@@ -1,0 +1,250 @@
+"""A provider's httpx2 clients: the twins of `_httpx`'s, on the same gate and engine.
+
+This module imports httpx2 (`httpool[httpx2]`); the pool imports it only when an httpx2
+client is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+import httpx2
+
+from .._config import Provider
+from .._errors import ConfigError, PoolClosedError
+from .._httpx2 import Httpx2PoolTransport
+from .._transport import PoolTransport
+from ._gate import Gate, open_streams
+from ._httpx import common_options
+from ._speedups import MergedURLs
+
+__all__ = [
+    "Httpx2ProviderTransport",
+    "PooledAsyncClient2",
+    "PooledClient2",
+    "build_async_client2",
+    "build_sync_client2",
+    "httpx2_transport",
+]
+
+
+class _CountedStream(httpx2.AsyncByteStream):
+    """A response body that tells its provider's gate when it is closed."""
+
+    __slots__ = ("_closed", "_gate", "_stream")
+
+    def __init__(self, stream: httpx2.AsyncByteStream, gate: Gate) -> None:
+        self._stream, self._gate, self._closed = stream, gate, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._gate.release()
+        await self._stream.aclose()
+
+
+class Httpx2ProviderTransport(httpx2.AsyncBaseTransport):
+    """The provider's transport wrapper for httpx2 clients (see `ProviderTransport`)."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, gate: Gate) -> None:
+        self.inner, self.gate = inner, gate
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        gate = self.gate
+        started = gate.admit(request.url, request.headers, request.extensions)
+        try:
+            response = await self.inner.handle_async_request(request)
+        except BaseException:
+            gate.release()
+            raise
+        gate.log(request.method, request.url, response.status_code, started)
+        if response.is_closed:  # read already (a mock's response made with content=)
+            gate.release()
+            return response
+        stream = response.stream
+        assert isinstance(stream, httpx2.AsyncByteStream)
+        counted = response.stream = _CountedStream(stream, gate)
+        streams = open_streams.get()
+        if streams is not None:
+            streams.closers.append(counted.aclose)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _SyncProviderTransport(httpx2.BaseTransport):
+    """The sync twin (origins and the provider tag)."""
+
+    def __init__(self, inner: httpx2.BaseTransport, gate: Gate) -> None:
+        self.inner, self.gate = inner, gate
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.gate.admit(request.url, request.headers, request.extensions)
+        self.gate.release()
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class PooledAsyncClient2(httpx2.AsyncClient):
+    """An `httpx2.AsyncClient` owned by a pool (see `PooledAsyncClient`)."""
+
+    def __init__(self, gate: Gate, **kwargs: Any) -> None:
+        self._httpool_urls = MergedURLs()
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    @property
+    def provider_name(self) -> str:
+        """The provider this client belongs to."""
+        return self.gate.name
+
+    def build_request(self, method: str, url: httpx2.URL | str, **kwargs: Any) -> httpx2.Request:
+        """httpx2's `build_request`, with the merge of a string URL remembered."""
+        if isinstance(url, str):
+            url = self._httpool_urls.get(self.base_url, url)
+        return super().build_request(method, url, **kwargs)
+
+    async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        if self.gate.refusing:  # before the client's own "closed" check
+            raise PoolClosedError(self.gate.name, "closing")
+        return await super().send(request, **kwargs)
+
+    async def aclose(self) -> None:
+        if self.gate.refuse_close(self):
+            return
+        await super().aclose()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        if self.gate.refuse_close(self):
+            return
+        await super().__aexit__(exc_type, exc_value, traceback)
+
+    def __repr__(self) -> str:
+        return f"<httpool httpx2 client {self.gate.name!r}>"
+
+
+class PooledClient2(httpx2.Client):
+    """The thread-safe `httpx2.Client` of a provider, for `def` routes."""
+
+    def __init__(self, gate: Gate, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def close(self) -> None:
+        if self.gate.refuse_close(self):
+            return
+        super().close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        if self.gate.refuse_close(self):
+            return
+        super().__exit__(exc_type, exc_value, traceback)
+
+    def __repr__(self) -> str:
+        return f"<httpool httpx2 sync client {self.gate.name!r}>"
+
+
+def _options(provider: Provider) -> dict[str, Any]:
+    """The client options in httpx2's types (`Timeout`, auth)."""
+    options = common_options(provider)
+    t = provider.timeout
+    options["timeout"] = httpx2.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+    auth = options["auth"]
+    if isinstance(auth, httpx.Auth):
+        msg = (
+            f"Provider({provider.name!r}).auth is an httpx.Auth, which httpx2 clients cannot "
+            "run; give an httpx2.Auth, or a (user, password) pair that both libraries take"
+        )
+        raise ConfigError(msg)
+    return options
+
+
+def _limits(provider: Provider) -> httpx2.Limits:
+    lim = provider.limits
+    return httpx2.Limits(
+        max_connections=lim.max_connections,
+        max_keepalive_connections=lim.max_keepalive_connections,
+        keepalive_expiry=lim.keepalive_expiry,
+    )
+
+
+def _no_proxy(provider: Provider, what: str) -> None:
+    if provider.proxy is not None:  # the environment's proxies: httpx2 reads them itself
+        msg = (
+            f"Provider({provider.name!r}): {what} with a proxy is not supported yet; "
+            "use transport='httpool' (httpool's engine routes proxies for httpx2 clients)"
+        )
+        raise ConfigError(msg)
+
+
+def httpx2_transport(provider: Provider, base: object) -> httpx2.AsyncBaseTransport:
+    """The async httpx2 transport of `provider`, given its resolved engine `base`."""
+    if isinstance(base, PoolTransport):  # the shared engine
+        return Httpx2PoolTransport(engine=base)
+    if isinstance(base, httpx2.AsyncBaseTransport):
+        return base
+    if provider.transport in ("httpx", "httpool"):  # httpx2's own pool (and under trio)
+        _no_proxy(provider, "an httpx2 client on transport='httpx'")
+        from .._clients._httpx import _verify
+
+        return httpx2.AsyncHTTPTransport(
+            verify=_verify(provider),
+            http2=provider.http2,
+            limits=_limits(provider),
+            trust_env=provider.trust_env,
+        )
+    msg = (
+        f"Provider({provider.name!r}): its transport ({type(base).__name__}) serves "
+        "httpx clients only; for httpx2 clients use transport='httpool' or 'httpx', or "
+        "give an httpx2.AsyncBaseTransport (httpx2.MockTransport in tests)"
+    )
+    raise ConfigError(msg)
+
+
+def build_async_client2(
+    provider: Provider, gate: Gate, transport: httpx2.AsyncBaseTransport
+) -> PooledAsyncClient2:
+    """A new `httpx2.AsyncClient` for `provider`, sending through `transport`."""
+    hooks = dict(provider.event_hooks or {})
+    return PooledAsyncClient2(
+        gate,
+        transport=Httpx2ProviderTransport(transport, gate),
+        event_hooks={k: list(v) for k, v in hooks.items()},
+        **_options(provider),
+    )
+
+
+def build_sync_client2(provider: Provider, gate: Gate) -> PooledClient2:
+    """A new thread-safe `httpx2.Client` for `provider` (httpx2's own sync transport)."""
+    _no_proxy(provider, "a sync httpx2 client")
+    from .._clients._httpx import _verify
+
+    transport = httpx2.HTTPTransport(
+        verify=_verify(provider),
+        http2=provider.http2,
+        limits=_limits(provider),
+        trust_env=provider.trust_env,
+    )
+    return PooledClient2(
+        gate, transport=_SyncProviderTransport(transport, gate), **_options(provider)
+    )
