@@ -7,13 +7,16 @@ import logging
 import math
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import httpx
 
 from ._errors import ConfigError
 from ._proxy import proxy_label
 from ._secret import MASK, Secret, redact_url
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -23,6 +26,7 @@ __all__ = [
     "Provider",
     "TransportName",
     "TransportSpec",
+    "as_httpx_limits",
     "limits",
     "origin_of",
     "timeout",
@@ -43,10 +47,11 @@ DEFAULT_LIMITS: Final = httpx.Limits(
 
 TransportName: TypeAlias = Literal["httpool", "httpx", "aiohttp"]
 TransportSpec: TypeAlias = (
-    TransportName | httpx.AsyncBaseTransport | Callable[[], httpx.AsyncBaseTransport]
+    "TransportName | httpx.AsyncBaseTransport | httpx2.AsyncBaseTransport "
+    "| Callable[[], httpx.AsyncBaseTransport | httpx2.AsyncBaseTransport]"
 )
 EventHooks: TypeAlias = Mapping[str, Sequence[Callable[..., Any]]]
-AuthSpec: TypeAlias = httpx.Auth | tuple[str | Secret, str | Secret] | None
+AuthSpec: TypeAlias = "httpx.Auth | httpx2.Auth | tuple[str | Secret, str | Secret] | None"
 
 #: The flat keyword overrides of `ClientPool.get_client`, as CodeWeaver's pool takes them.
 OVERRIDES: Final = frozenset(
@@ -118,8 +123,11 @@ class Provider:
     base_url: str = ""
     headers: Mapping[str, str | Secret] = dataclasses.field(default_factory=dict)
     auth: AuthSpec = None
-    timeout: httpx.Timeout = dataclasses.field(default_factory=lambda: DEFAULT_TIMEOUT)
-    limits: httpx.Limits = dataclasses.field(default_factory=lambda: DEFAULT_LIMITS)
+    # httpx2's Timeout and Limits are taken too, and kept as httpx's with the same values.
+    timeout: httpx.Timeout | httpx2.Timeout = dataclasses.field(
+        default_factory=lambda: DEFAULT_TIMEOUT
+    )
+    limits: httpx.Limits | httpx2.Limits = dataclasses.field(default_factory=lambda: DEFAULT_LIMITS)
     http2: bool = True
     follow_redirects: bool = False
     verify: ssl.SSLContext | str | bool = True
@@ -204,6 +212,17 @@ class Provider:
         return f"Provider({', '.join(shown)})"
 
     __str__ = __repr__
+
+
+def as_httpx_limits(limits: httpx.Limits | httpx2.Limits) -> httpx.Limits:
+    """httpx's `Limits` of a provider (kept as httpx's once validated: this narrows)."""
+    if isinstance(limits, httpx.Limits):
+        return limits
+    return httpx.Limits(
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+    )
 
 
 def origin_of(url: httpx.URL) -> str:

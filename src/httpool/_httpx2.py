@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import httpx2
 
+from ._config import as_httpx_limits
 from ._transport import PoolTransport
 
-__all__ = ["Httpx2PoolTransport", "as_httpx_limits"]
+__all__ = ["Httpx2PoolTransport"]
 
 
 def _mapped(exc: httpx.HTTPError, request: httpx2.Request) -> httpx2.TransportError:
@@ -120,14 +121,3 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
     def stats(self) -> dict[str, Any]:
         """The engine's counters (see `PoolTransport.stats`)."""
         return self.engine.stats()
-
-
-def as_httpx_limits(limits: httpx2.Limits | httpx.Limits) -> httpx.Limits:
-    """httpx's `Limits` with the values of httpx2's (the engine reads httpx's)."""
-    if isinstance(limits, httpx.Limits):
-        return limits
-    return httpx.Limits(
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-    )

@@ -53,3 +53,10 @@ async def use(pool: httpool.ClientPool) -> None:
     with override_transport(app, "openai", lambda request: httpx.Response(200)):
         assert_no_leaks(pool)
     await pool.aclose()
+
+
+async def default_kinds(pool: httpool.ClientPool) -> None:
+    assert_type(pool.client("openai"), httpx.AsyncClient)
+    assert_type(pool.client("openai", httpx.AsyncClient), httpx.AsyncClient)
+    assert_type(pool.sync_client("openai"), httpx.Client)
+    assert_type(pool.sync_client("openai", httpx.Client), httpx.Client)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from .._config import Provider
+from .._config import Provider, as_httpx_limits
 from .._errors import PoolClosedError
 from .._secret import Secret
 from ._gate import Gate, open_streams
@@ -177,7 +177,8 @@ class PooledClient(httpx.Client):
         return f"<httpool sync client {self.gate.name!r}>"
 
 
-def _auth(provider: Provider) -> httpx.Auth | tuple[str, str] | None:
+def _auth(provider: Provider) -> Any:
+    """The provider's auth for a client: an `Auth` object as given, or a plain pair."""
     auth = provider.auth
     if isinstance(auth, tuple):
         user, password = (v.get_secret_value() if isinstance(v, Secret) else v for v in auth)
@@ -252,7 +253,14 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
     if isinstance(spec, httpx.AsyncBaseTransport):
         return spec
     if callable(spec) and not isinstance(spec, str):
-        return spec()
+        made = spec()
+        if not isinstance(made, httpx.AsyncBaseTransport):
+            msg = f"Provider({provider.name!r}).transport made {made!r}, not an httpx transport"
+            raise TypeError(msg)
+        return made
+    if not isinstance(spec, str):
+        msg = f"Provider({provider.name!r}).transport is not an httpx transport: {spec!r}"
+        raise TypeError(msg)
     from .._proxy_transports import check_support, routed
 
     where = f"Provider({provider.name!r})"
@@ -353,7 +361,7 @@ def build_sync_client(provider: Provider, gate: Gate | None = None) -> PooledCli
         lambda p: httpx.HTTPTransport(
             verify=_verify(provider),
             http2=provider.http2,
-            limits=provider.limits,
+            limits=as_httpx_limits(provider.limits),
             trust_env=provider.trust_env,
             proxy=_httpx(p),
         ),
