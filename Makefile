@@ -36,6 +36,7 @@ run: $(RUN_STAMP)
 lint: install
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy src tests/typing

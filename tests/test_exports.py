@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import httpool
 
-PUBLIC = {
-    "DEFAULT_LIMITS",
-    "DEFAULT_TIMEOUT",
-    "ClientPool",
-    "ConfigError",
-    "OriginNotAllowedError",
-    "PoolClosedError",
-    "PoolCollector",
-    "PoolState",
-    "PoolTransport",
-    "Provider",
-    "Secret",
-    "UnknownProviderError",
-    "UpstreamStreamingResponse",
-    "client",
-    "get_pool",
-    "install_error_handlers",
-    "lifespan",
-    "limits",
-    "per_worker",
-    "providers_from_env",
-    "proxy_stream",
-    "router",
-    "sync_client",
-    "timeout",
-}
+
+def _public_names() -> set[str]:
+    """The names the package itself defines as public: not private, not a submodule."""
+    return {
+        name
+        for name, value in vars(httpool).items()
+        if not name.startswith("_") and not isinstance(value, ModuleType)
+    }
 
 
 def test_all_is_sorted_and_exact() -> None:
     """`__all__` lists exactly the public names, sorted, and each one exists."""
     assert httpool.__all__ == sorted(httpool.__all__)
-    assert set(httpool.__all__) == PUBLIC
+    assert set(httpool.__all__) == _public_names()
     for name in httpool.__all__:
         assert getattr(httpool, name) is not None
 
@@ -63,3 +47,14 @@ def test_design_names_exist() -> None:
 def test_version() -> None:
     """`__version__` comes from the installed package's metadata."""
     assert httpool.__version__.startswith("0.")
+
+
+def test_the_httpx2_twin_is_there_on_demand() -> None:
+    """`httpool.Httpx2PoolTransport` is the engine's httpx2 adapter (not in `__all__`:
+    it needs the httpx2 extra)."""
+    import httpx2
+
+    transport = httpool.Httpx2PoolTransport()
+    assert isinstance(transport, httpx2.AsyncBaseTransport)
+    assert isinstance(transport.engine, httpool.PoolTransport)
+    assert "Httpx2PoolTransport" not in httpool.__all__

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import httpool
-from httpool._proxy import Routes, parse_proxy
+from httpool._engine._proxy import Routes, parse_proxy
 
 ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
 

@@ -294,7 +294,7 @@ def test_the_pytest_plugin(pytester: pytest.Pytester) -> None:
     """httpool_mock fakes a provider per test; httpool_assert_no_leaks fails a leaky test."""
     pytester.makepyfile(test_app="import httpool.testing\n" + textwrap.dedent(PLUGIN_TESTS))
     installed = importlib.metadata.entry_points(group="pytest11", name="httpool")
-    args: list[str] = [] if installed else ["-p", "httpool._pytest_plugin"]
+    args: list[str] = [] if installed else ["-p", "httpool.testing._pytest_plugin"]
     result = pytester.runpytest(*args, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4, errors=1)
     result.stdout.fnmatch_lines(
@@ -308,7 +308,7 @@ def test_the_pytest_plugin(pytester: pytest.Pytester) -> None:
 
 def test_fixture_names_are_prefixed() -> None:
     """Every fixture of the plugin is named httpool_*, so none shadows a project's own."""
-    from httpool import _pytest_plugin
+    from httpool.testing import _pytest_plugin
 
     assert _pytest_plugin.__all__ == ["httpool_assert_no_leaks", "httpool_mock"]
 

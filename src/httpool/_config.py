@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import httpx
 
+from ._engine._proxy import proxy_label
+from ._engine._transport import as_httpx_limits
 from ._errors import ConfigError
-from ._proxy import proxy_label
 from ._secret import MASK, Secret, redact_url
+from ._validate import TRANSPORT_NAMES, origin_of, validate_provider
 
 if TYPE_CHECKING:
     import httpx2
@@ -66,7 +68,6 @@ OVERRIDES: Final = frozenset(
         "http2",
     }
 )
-TRANSPORT_NAMES: Final = ("httpool", "httpx", "aiohttp")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
@@ -144,8 +145,6 @@ class Provider:
     dns_ttl: float = 10.0
 
     def __post_init__(self) -> None:
-        from ._validate import validate_provider
-
         for field, value in validate_provider(self).items():
             object.__setattr__(self, field, value)
         _warn_short_keepalive(self)
@@ -212,24 +211,6 @@ class Provider:
         return f"Provider({', '.join(shown)})"
 
     __str__ = __repr__
-
-
-def as_httpx_limits(limits: httpx.Limits | httpx2.Limits) -> httpx.Limits:
-    """httpx's `Limits` of a provider (kept as httpx's once validated: this narrows)."""
-    if isinstance(limits, httpx.Limits):
-        return limits
-    return httpx.Limits(
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-    )
-
-
-def origin_of(url: httpx.URL) -> str:
-    """`scheme://host[:port]` of a URL, the default port left out."""
-    default_port = {"http": 80, "https": 443}.get(url.scheme)
-    port = "" if url.port in (None, default_port) else f":{url.port}"
-    return f"{url.scheme}://{url.host}{port}"
 
 
 #: Provider names already warned about a short `keepalive_expiry`, to warn once each.

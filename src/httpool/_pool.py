@@ -17,8 +17,8 @@ import httpx
 from ._budget import warn_unsplit_workers
 from ._clients import ProviderClients, kind_label
 from ._config import Provider
+from ._engine._proxy_transports import proxy_labels
 from ._errors import ConfigError, PoolClosedError, UnknownProviderError
-from ._proxy_transports import proxy_labels
 from ._secret import install_log_redaction, redact_url
 from ._shutdown import close_clients, drain
 from ._warmup import warm_up

@@ -20,7 +20,17 @@ from ._secret import Secret, redact_url
 if TYPE_CHECKING:
     from ._config import Provider
 
-__all__ = ["validate_name", "validate_provider"]
+__all__ = ["TRANSPORT_NAMES", "origin_of", "validate_name", "validate_provider"]
+
+TRANSPORT_NAMES: Final = ("httpool", "httpx", "aiohttp")
+
+
+def origin_of(url: Any) -> str:
+    """`scheme://host[:port]` of an httpx or httpx2 URL, the default port left out."""
+    default_port = {"http": 80, "https": 443}.get(url.scheme)
+    port = "" if url.port in (None, default_port) else f":{url.port}"
+    return f"{url.scheme}://{url.host}{port}"
+
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -214,7 +224,7 @@ def _flag(where: str, field: str, value: object) -> bool:
 
 
 def _verify(where: str, value: object) -> object:
-    from ._truststore import MISSING, SYSTEM, available
+    from ._engine._truststore import MISSING, SYSTEM, available
 
     if value == SYSTEM:
         if not available():
@@ -250,8 +260,6 @@ def _event_hooks(where: str, value: object) -> object:
 
 
 def _transport(where: str, value: object) -> object:
-    from ._config import TRANSPORT_NAMES
-
     if isinstance(value, httpx.AsyncBaseTransport) or _httpx2_value(value, "AsyncBaseTransport"):
         return value
     if isinstance(value, str):
@@ -284,8 +292,6 @@ def _count(where: str, field: str, value: object) -> int:
 
 
 def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
-    from ._config import origin_of
-
     if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
         raise _fail(where, "allowed_origins", "expected a list of 'https://host[:port]' strings")
     out: list[str] = []
@@ -302,8 +308,8 @@ def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
 
 
 def _proxy(where: str, value: object, transport: object) -> object:
-    from ._proxy import Routes
-    from ._proxy_transports import check_support
+    from ._engine._proxy import Routes
+    from ._engine._proxy_transports import check_support
 
     if value is None:
         return None

@@ -13,7 +13,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .servers import RawH2Server, RawHTTPServer, Seen, counting_app, serve_granian, serve_uvicorn
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .conftest import assert_clean, start_h2
 from .servers import RawH2Server, RawHTTPServer

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from httpool._dns import DNSCache, happy_eyeballs, interleave
-from httpool._transport import PoolTransport
+from httpool._engine._dns import DNSCache, happy_eyeballs, interleave
+from httpool._engine._transport import PoolTransport
 
 from ..upstream import Upstream, serve_upstream
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .conftest import CountingBackend, SlowConnectBackend, assert_clean
 from .servers import RawHTTPServer, Seen, counting_app, serve_uvicorn

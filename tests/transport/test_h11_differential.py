@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from httpool._http11 import MAX_HEAD_SIZE, HTTP11Connection
+from httpool._engine._http11 import MAX_HEAD_SIZE, HTTP11Connection
 
 DIFFERENCES = {
     "ctl": "a control character other than HTAB in a header value or reason phrase: RFC "

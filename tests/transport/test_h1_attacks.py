@@ -19,7 +19,7 @@ import h11
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .conftest import assert_clean
 from .servers import _LoopbackServer

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from httpx_ws import aconnect_ws
 
-from httpool._http11 import HTTP11Connection
-from httpool._transport import PoolTransport
+from httpool._engine._http11 import HTTP11Connection
+from httpool._engine._transport import PoolTransport
 
 from .conftest import assert_clean
 from .servers import RawHTTPServer, Seen, serve_uvicorn

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .conftest import FlakyBackend, assert_clean, client_context, start_h2
 from .servers import RawH2Server, Seen

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from hyperframe.frame import GoAwayFrame
 
-from httpool import _http2
-from httpool._transport import PoolTransport
+from httpool._engine import _http2
+from httpool._engine._transport import PoolTransport
 
 from .conftest import assert_clean
 from .rawh2 import ScriptedH2Server

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .conftest import assert_clean, client_context
 from .servers import free_port, serve_uvicorn, wait_for_port

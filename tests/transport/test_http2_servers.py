@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .conftest import assert_clean, client_context
 from .servers import HERE, free_port, serve_granian, wait_for_port

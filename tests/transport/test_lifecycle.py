@@ -9,7 +9,7 @@ import logging
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .servers import RawHTTPServer, Seen
 

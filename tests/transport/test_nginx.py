@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from ..nginx import Nginx, StartNginx, nginx_binary, run_nginx
 from .conftest import assert_clean

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from ..proxies import ONLY_PROXY_HOST, ProxyLog, serve_proxy
 from ..upstream import Upstream, serve_upstream

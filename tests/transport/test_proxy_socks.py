@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import httpool
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from ..proxies import ONLY_PROXY_HOST, PProxy, serve_pproxy, start_socks4a
 from ..upstream import Upstream, serve_upstream

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import httpool
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .conftest import client_context
 from .servers import Seen, serve_granian

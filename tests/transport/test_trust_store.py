@@ -78,9 +78,9 @@ async def test_ssl_cert_file_follows_trust_env(
 
 def test_system_without_truststore_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without truststore, verify='system' fails at construction naming the extra."""
-    import httpool._truststore
+    import httpool._engine._truststore
 
-    monkeypatch.setattr(httpool._truststore, "available", lambda: False)
+    monkeypatch.setattr(httpool._engine._truststore, "available", lambda: False)
     with pytest.raises(httpool.ConfigError, match=r"verify.*httpool\[truststore\]"):
         httpool.Provider("p", base_url="https://api.example.com", verify="system")
 
@@ -88,7 +88,7 @@ def test_system_without_truststore_names_the_extra(monkeypatch: pytest.MonkeyPat
 def test_system_context_is_truststore() -> None:
     """The engine's context for verify='system' is truststore's, offering our protocols."""
     truststore = pytest.importorskip("truststore")
-    from httpool._transport import _ssl_context
+    from httpool._engine._transport import _ssl_context
 
     context = _ssl_context("system", None, trust_env=True, http1=True, http2=True)
     assert isinstance(context, truststore.SSLContext)

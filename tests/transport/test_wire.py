@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from httpool._transport import PoolTransport
+from httpool._engine._transport import PoolTransport
 
 from .conftest import SlowConnectBackend, assert_clean
 from .servers import RawHTTPServer

@@ -101,7 +101,7 @@ class Gate:
             raise PoolClosedError(self.name, "closing")
         if self._allowed and _key(url) not in self._allowed:
             if TAG not in extensions:
-                raise OriginNotAllowedError(self.name, origin_of(url), self._shown)  # type: ignore[arg-type]
+                raise OriginNotAllowedError(self.name, origin_of(url), self._shown)
             for name in self._header_names:
                 headers.pop(name, None)
         extensions[TAG] = self.name
@@ -117,7 +117,7 @@ class Gate:
         if not started:
             return
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        origin = origin_of(url)  # type: ignore[arg-type]
+        origin = origin_of(url)
         logger.debug(
             "httpool %s %s %s%s -> %d in %.1f ms",
             self.name,

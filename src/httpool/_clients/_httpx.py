@@ -261,7 +261,7 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
     if not isinstance(spec, str):
         msg = f"Provider({provider.name!r}).transport is not an httpx transport: {spec!r}"
         raise TypeError(msg)
-    from .._proxy_transports import check_support, routed
+    from .._engine._proxy_transports import check_support, routed
 
     where = f"Provider({provider.name!r})"
     routes = _routes(provider, where)
@@ -290,7 +290,7 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
             lambda p: AiohttpTransport(**options, proxy=_httpx(p, auth_header=True)),
             auth_on_plain=True,
         )
-    from .._transport import PoolTransport
+    from .._engine._transport import PoolTransport
 
     check_support(routes, "httpool", where)
     pool_transport: httpx.AsyncBaseTransport = PoolTransport(
@@ -305,8 +305,8 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
 
 def _routes(provider: Provider, where: str) -> Any:
     """The provider's proxy routes (its own proxy, else the environment's), or None."""
+    from .._engine._proxy import Routes
     from .._errors import ConfigError
-    from .._proxy import Routes
 
     try:
         return Routes.build(provider.proxy, provider.trust_env)
@@ -321,7 +321,7 @@ def _verify(provider: Provider) -> Any:
     httpool's own transport takes `"system"` as it is and offers its ALPN protocols.
     """
     if provider.verify == "system":
-        from .._truststore import system_context
+        from .._engine._truststore import system_context
 
         return system_context()
     return provider.verify
@@ -351,7 +351,7 @@ def build_async_client(
 
 def build_sync_client(provider: Provider, gate: Gate | None = None) -> PooledClient:
     """A new thread-safe `httpx.Client` for `provider` (httpx's own sync transport)."""
-    from .._proxy_transports import check_support, routed_sync
+    from .._engine._proxy_transports import check_support, routed_sync
 
     where = f"Provider({provider.name!r})"
     routes = _routes(provider, where)

@@ -14,9 +14,9 @@ import httpx
 import httpx2
 
 from .._config import Provider
+from .._engine._httpx2 import Httpx2PoolTransport
+from .._engine._transport import PoolTransport
 from .._errors import ConfigError, PoolClosedError
-from .._httpx2 import Httpx2PoolTransport
-from .._transport import PoolTransport
 from ._gate import Gate, open_streams
 from ._httpx import common_options
 from ._speedups import MergedURLs
@@ -205,7 +205,7 @@ def httpx2_transport(provider: Provider, base: object) -> httpx2.AsyncBaseTransp
         return base
     if provider.transport in ("httpx", "httpool"):  # httpx2's own pool (and under trio)
         _no_proxy(provider, "an httpx2 client on transport='httpx'")
-        from .._clients._httpx import _verify
+        from ._httpx import _verify
 
         return httpx2.AsyncHTTPTransport(
             verify=_verify(provider),
@@ -237,7 +237,7 @@ def build_async_client2(
 def build_sync_client2(provider: Provider, gate: Gate) -> PooledClient2:
     """A new thread-safe `httpx2.Client` for `provider` (httpx2's own sync transport)."""
     _no_proxy(provider, "a sync httpx2 client")
-    from .._clients._httpx import _verify
+    from ._httpx import _verify
 
     transport = httpx2.HTTPTransport(
         verify=_verify(provider),

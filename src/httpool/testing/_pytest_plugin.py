@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ._pool import ClientPool, PoolState
-from .testing import TransportOverrides, assert_no_leaks, find_leaks
+from .._pool import ClientPool, PoolState
+from . import TransportOverrides, assert_no_leaks, find_leaks
 
 __all__ = ["httpool_assert_no_leaks", "httpool_mock"]
 

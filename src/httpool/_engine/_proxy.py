@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import httpx
 
-from ._secret import MASK, Secret
+from .._secret import MASK, Secret
 
 __all__ = [
     "PROXY_SCHEMES",

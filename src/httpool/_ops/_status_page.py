@@ -23,7 +23,7 @@ def _hash(source: str) -> str:
 @functools.cache
 def _page() -> tuple[str, dict[str, str]]:
     """The page and its headers: only its own inline script and style may run."""
-    html = files("httpool").joinpath("static/status.html").read_text(encoding="utf-8")
+    html = files("httpool._ops").joinpath("static/status.html").read_text(encoding="utf-8")
     hashes: dict[str, list[str]] = {"script": [], "style": []}
     for kind, source in _BLOCK.findall(html):
         hashes[kind].append(_hash(source))

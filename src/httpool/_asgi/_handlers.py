@@ -9,7 +9,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ._errors import PoolClosedError
+from .._errors import PoolClosedError
 
 __all__ = ["install_error_handlers"]
 

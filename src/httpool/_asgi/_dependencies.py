@@ -10,11 +10,11 @@ import httpx
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from ._clients import OpenStreams, kind_label, open_streams
-from ._errors import UnknownProviderError
-from ._lifespan import get_pool
-from ._pool import ClientPool
-from ._validate import validate_name
+from .._clients import OpenStreams, kind_label, open_streams
+from .._errors import UnknownProviderError
+from .._pool import ClientPool
+from .._validate import validate_name
+from ._state import get_pool
 
 if TYPE_CHECKING:
     import httpx2

@@ -32,9 +32,9 @@ from typing import Any, Protocol, Self, TypeAlias
 
 import httpx
 
-from ._errors import UnknownProviderError
-from ._lifespan import get_pool
-from ._pool import ClientPool, PoolState
+from .._asgi._state import get_pool
+from .._errors import UnknownProviderError
+from .._pool import ClientPool, PoolState
 
 __all__ = [
     "Fake",

@@ -10,8 +10,8 @@ import contextvars
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from ._lifespan import get_pool
-from ._pool import ClientPool
+from .._asgi._state import get_pool
+from .._pool import ClientPool
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -12,9 +12,9 @@ from fastapi import APIRouter, HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from ._errors import ConfigError
-from ._lifespan import get_pool
-from ._pool import ClientPool, PoolState
+from .._asgi._state import get_pool
+from .._errors import ConfigError
+from .._pool import ClientPool, PoolState
 
 __all__ = ["router"]
 

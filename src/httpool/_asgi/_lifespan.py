@@ -1,4 +1,4 @@
-"""The ASGI integration: `lifespan()` runs the pool with the app; `get_pool()` finds it."""
+"""`lifespan()`: runs the pool with the app, on `app.state` and in the lifespan state."""
 
 from __future__ import annotations
 
@@ -7,24 +7,15 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeAlias
 
-from starlette.requests import HTTPConnection
+from .._config import Provider
+from .._pool import ClientPool
+from ._dependencies import check_app_dependencies
+from ._state import STATE_KEY
 
-from ._config import Provider
-from ._pool import ClientPool
-
-__all__ = ["Lifespan", "get_pool", "lifespan"]
+__all__ = ["Lifespan", "lifespan"]
 
 #: What `FastAPI(lifespan=...)` and `Starlette(lifespan=...)` take.
 Lifespan: TypeAlias = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
-
-STATE_KEY = "httpool"
-
-_HOW_TO = (
-    "no running httpool pool: add lifespan=httpool.lifespan(httpool.Provider(...), ...) "
-    "to FastAPI(...) or Starlette(...), and run the lifespan: in tests use "
-    "`with TestClient(app) as client:` (a bare TestClient(app) does not run it) or "
-    "asgi_lifespan.LifespanManager(app) with httpx.ASGITransport(app=manager.app)"
-)
 
 
 def lifespan(
@@ -71,8 +62,6 @@ class PoolLifespan:
     async def __call__(self, app: Any) -> AsyncIterator[dict[str, Any]]:
         pool = self.pool
         if self._check_routes:
-            from ._depends import check_app_dependencies
-
             check_app_dependencies(app, pool)
         app_state = getattr(app, "state", None)
         async with pool:
@@ -90,26 +79,3 @@ class PoolLifespan:
 
     def __repr__(self) -> str:
         return f"httpool.lifespan({self.pool!r})"
-
-
-def get_pool(source: Any) -> ClientPool:
-    """The running pool of a request, websocket, app, or `TestClient`.
-
-    Raises `LookupError`, saying how to set one up, when no lifespan is running.
-    """
-    pool: object = None
-    if isinstance(source, HTTPConnection):
-        state = source.scope.get("state")
-        pool = state.get(STATE_KEY) if state else None
-        if pool is None and "app" in source.scope:
-            source = source.scope["app"]
-    if pool is None:
-        app_state = getattr(source, "app_state", None)  # starlette.testclient.TestClient
-        if isinstance(app_state, dict):
-            pool = app_state.get(STATE_KEY)
-            source = getattr(source, "app", source)
-    if pool is None:
-        pool = getattr(getattr(source, "state", None), STATE_KEY, None)
-    if isinstance(pool, ClientPool):
-        return pool
-    raise LookupError(_HOW_TO)

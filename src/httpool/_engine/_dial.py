@@ -13,7 +13,7 @@ from ._asyncio_backend import AsyncioBackend
 from ._dns import DNSCache
 from ._http2 import H2Counters, HTTP2Connection, StreamBudget
 from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
-from ._slots import Conn, Inner, Key
+from ._records import Conn, Inner, Key
 from ._tunnel import forwards, open_via_proxy
 
 logger = logging.getLogger("httpool.transport")

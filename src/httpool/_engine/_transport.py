@@ -1,7 +1,7 @@
 """`PoolTransport`: httpool's httpx transport, an O(1) connection pool.
 
 The data path runs one way: `PoolTransport` (retries, counters, event loop) asks the
-`Pool` (`_connections`, on `_room` and `_slots`) for a connection, which a `Dialer`
+`Scheduler` (`_scheduler`, on the records of `_records`) for a connection, which a `Dialer`
 (`_dial`, on `_asyncio_backend`) opens; the exchange itself (`_exchange`) runs on an
 `HTTP11Connection` (`_http11`) or an `HTTP2Connection` (`_http2`).
 """
@@ -13,31 +13,47 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
 
-from ._connections import Conn, Pool, TransportClosedError
 from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
 from ._exchange import Body, ResponseStream, map_error, pool_key, response_started
 from ._http2 import H2Counters, HTTP2Connection, StreamNotProcessed
 from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
 from ._proxy import Routes
-from ._slots import Key
+from ._records import Key
+from ._scheduler import Conn, Scheduler, TransportClosedError
 from ._truststore import SYSTEM, system_context
 
-__all__ = ["PoolTransport"]
+if TYPE_CHECKING:
+    import httpx2
+
+__all__ = ["PoolTransport", "as_httpx_limits"]
 
 logger = logging.getLogger("httpool.transport")
 
-DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's
+#: The limits of a bare `PoolTransport()`: those of httpx's own transport (a provider
+#: uses httpool's `DEFAULT_LIMITS`, of `_config`).
+HTTPX_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 DEFAULT_DNS_TTL = 10.0  # seconds a host's addresses are shared by new connections
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_RESENDS = 1  # re-sends of a request the server did not process (GOAWAY, REFUSED_STREAM)
 MAX_HOPS = 3  # connections given up before our stream opened (GOAWAY, closed, dead on PING)
 MAX_ATTEMPTS = 1 + 1 + MAX_RESENDS + MAX_HOPS  # the first try and one stale-connection retry
+
+
+def as_httpx_limits(limits: httpx.Limits | httpx2.Limits) -> httpx.Limits:
+    """httpx's `Limits` with the values of httpx2's (the engine reads httpx's)."""
+    if isinstance(limits, httpx.Limits):
+        return limits
+    return httpx.Limits(
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+    )
 
 
 def _loop_message(kind: str) -> str:
@@ -152,7 +168,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         trust_env: bool = True,
         http1: bool = True,
         http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
+        limits: httpx.Limits = HTTPX_LIMITS,
         retries: int = 0,
         local_address: str | None = None,
         uds: str | None = None,
@@ -201,7 +217,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             counters=self._h2,
             dns=self.dns,
         )
-        self._pool = Pool(
+        self._scheduler = Scheduler(
             max_connections=limits.max_connections,
             max_keepalive=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -227,21 +243,21 @@ class PoolTransport(httpx.AsyncBaseTransport):
         key = pool_key(request) if self._routes is None else self._proxied_key(request)
         timeouts = request.extensions.get("timeout") or {}
         pool_timeout = timeouts.get("pool")
-        pool = self._pool
+        scheduler = self._scheduler
         tries = _Tries()
         self._in_flight += 1
         try:
             for _ in range(MAX_ATTEMPTS):
-                conn = await pool.acquire(key, pool_timeout, tries.fresh)
+                conn = await scheduler.acquire(key, pool_timeout, tries.fresh)
                 try:
                     if conn.inner is None:
-                        await pool.connect(conn, request)
+                        await scheduler.connect(conn, request)
                     inner = conn.inner
                     body: Body
                     assert isinstance(inner, HTTP11Connection | HTTP2Connection)
                     status, headers, body, extensions = await inner.send(request, timeouts)
                 except BaseException as exc:
-                    pool.release(conn)
+                    scheduler.release(conn)
                     if self._again(tries, exc, request, conn):
                         continue
                     raise
@@ -320,7 +336,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
     def _done(self, conn: Conn) -> None:
         self._in_flight -= 1
         self._served += 1
-        self._pool.release(conn)
+        self._scheduler.release(conn)
 
     def _check_loop(self) -> None:
         try:
@@ -354,15 +370,15 @@ class PoolTransport(httpx.AsyncBaseTransport):
         except RuntimeError:  # not on asyncio (trio): no request ever ran here
             loop = None
         if loop is None or (self._loop is not None and loop is not self._loop):
-            self._pool.closed = True  # its sockets belong to the other loop: leave them
-            if self._pool.conns:
+            self._scheduler.closed = True  # its sockets belong to the other loop: leave them
+            if self._scheduler.conns:
                 logger.warning(
                     "PoolTransport closed from another event loop: %d connections of the "
                     "loop that used it were abandoned",
-                    len(self._pool.conns),
+                    len(self._scheduler.conns),
                 )
             return
-        await self._pool.aclose()
+        await self._scheduler.aclose()
 
     def stats(self) -> dict[str, Any]:
         """JSON-ready counters, cheap to take (no connection is inspected).
@@ -377,18 +393,18 @@ class PoolTransport(httpx.AsyncBaseTransport):
         and `streams_resent` (requests sent again because the server did not process
         them: above a GOAWAY's last stream id, or refused with REFUSED_STREAM).
         """
-        pool = self._pool
-        idle = len(pool.lru)
-        open_ = pool.total - pool.connecting - pool.closing_n
+        scheduler = self._scheduler
+        idle = len(scheduler.lru)
+        open_ = scheduler.total - scheduler.connecting - scheduler.closing_n
         return {
             "connections_open": open_,
             "connections_idle": idle,
             "connections_in_use": open_ - idle,
-            "connections_connecting": pool.connecting,
-            "connections_opened": pool.opened,
-            "connections_closed": pool.closed_count,
+            "connections_connecting": scheduler.connecting,
+            "connections_opened": scheduler.opened,
+            "connections_closed": scheduler.closed_count,
             "requests_in_flight": self._in_flight,
-            "waiters": pool.waiting,
+            "waiters": scheduler.waiting,
             "requests_served": self._served,
             "retries": self._retried,
             "streams_open": self._h2.streams_open,
@@ -397,7 +413,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             "errors": dict(self._errors),
             "origins": {
                 o.label: {"open": o.open, "idle": o.idle_n, "in_use": o.open - o.idle_n}
-                for o in list(pool.origins.values())
+                for o in list(scheduler.origins.values())
                 if o.open
             },
         }

@@ -14,7 +14,7 @@ import httpcore
 import httpx
 
 from ._http11 import HTTP11Connection
-from ._slots import Conn, Inner
+from ._records import Conn, Inner
 
 __all__ = [
     "Body",

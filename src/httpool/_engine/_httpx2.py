@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import httpx2
 
-from ._config import as_httpx_limits
-from ._transport import PoolTransport
+from ._transport import PoolTransport, as_httpx_limits
 
 __all__ = ["Httpx2PoolTransport"]
 

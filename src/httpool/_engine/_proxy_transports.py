@@ -25,7 +25,7 @@ _SUPPORT = {
 
 def check_support(routes: Routes | None, kind: str, where: str) -> None:
     """Refuse a proxy scheme that transport `kind` cannot use, naming it and the way out."""
-    from ._errors import ConfigError
+    from .._errors import ConfigError
 
     if routes is None:
         return

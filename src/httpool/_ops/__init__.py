@@ -1,0 +1,1 @@
+"""Operations: the router (health, stats, status page), Prometheus metrics, static files."""
