@@ -9,6 +9,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import httpx
 
+from ._policy import Breaker, RateLimit, Retry
 from ._secret import MASK, Secret, redact_url
 
 __all__ = [
@@ -90,6 +91,16 @@ class Provider:
         warmup: connections to open at startup, so the first requests skip TCP+TLS
             set-up. A failed warm-up logs a warning and does not stop startup...
         required: ...unless the provider is required: then startup fails.
+        retry: `True` or an `httpool.Retry(...)`: retry 429/503/529 answers (and
+            500/502/504 of idempotent requests) with jittered backoff, honouring
+            `Retry-After`, within a retry budget. Off by default.
+        max_concurrency: requests in flight at most for the provider, served first
+            come, first served within the pool timeout. Off by default.
+        rate_limit: `"500/minute"` or an `httpool.RateLimit(...)` (shared through
+            Redis): requests admitted per moving window; callers wait up to the pool
+            timeout. Off by default.
+        breaker: `True` or an `httpool.Breaker(...)`: fail at once while the provider
+            is down (connect errors, timeouts, 5xx). Off by default.
     """
 
     name: str
@@ -110,11 +121,18 @@ class Provider:
     health_path: str | None = None
     warmup: int = 0
     required: bool = False
+    retry: bool | Retry | None = None
+    max_concurrency: int | None = None
+    rate_limit: str | RateLimit | None = None
+    breaker: bool | Breaker | None = None
 
     def __post_init__(self) -> None:
+        from ._policy import validate_policy
         from ._validate import validate_provider
 
         for field, value in validate_provider(self).items():
+            object.__setattr__(self, field, value)
+        for field, value in validate_policy(self).items():
             object.__setattr__(self, field, value)
 
     def with_overrides(self, **overrides: Any) -> Provider:

@@ -1,0 +1,315 @@
+"""`RateLimit`: admitted requests per moving window, in memory or shared through Redis.
+
+The arithmetic and the Redis scripts are the `limits` library's moving window: a
+request is admitted when fewer than `amount` (weighted by cost) were admitted in the
+last `window` seconds, wherever that window starts. This module adds the waiting
+(first come, first served in the process), the fallback when Redis is gone, and the
+"blocked until" time that a provider's own headers set (shared through Redis too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import anyio
+
+from .._budget import _web_concurrency
+from .._errors import ConfigError
+from .._secret import redact_url
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.aio.strategies import MovingWindowRateLimiter
+
+__all__ = ["RateLimit", "RateLimiter", "StorageDown"]
+
+logger = logging.getLogger("httpool")
+
+_REDIS_SCHEMES: Final = ("redis://", "rediss://", "redis+unix://")
+#: Seconds a Redis command may take before the limiter treats Redis as down.
+STORAGE_TIMEOUT: Final = 0.5
+#: Seconds between attempts to reach Redis again while the limiter runs on its fallback.
+RECHECK_EVERY: Final = 2.0
+
+
+def _parse(limit: str) -> RateLimitItem:
+    from limits import parse
+
+    return parse(limit)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class RateLimit:
+    """A provider's request-rate limit: `Provider(rate_limit=httpool.RateLimit(...))`.
+
+    `rate_limit="500/minute"` is `RateLimit("500/minute")`: in this process's memory.
+
+    Arguments:
+        limit: requests (or cost units) per window, in the `limits` library's notation:
+            `"500/minute"`, `"20/second"`, `"10000 per 1 minute"`. It holds in every
+            window of that length, not only in clock-aligned ones.
+        storage: `"memory://"` (each process has its own limit), or a Redis URL
+            (`redis://host:6379/0`, `rediss://...`) that every worker process and host
+            of a deployment shares; needs `pip install 'httpool[redis]'`.
+        key: the name of the limit in the shared storage; providers (or deployments)
+            with the same key share one limit. Default: `httpool:<provider name>`.
+        on_storage_error: what happens while Redis cannot be reached: `"local"` (the
+            default) admits requests against a limit in this process's memory, of
+            `limit / WEB_CONCURRENCY`, and logs a warning; `"closed"` refuses them with
+            `LimitTimeout` (an `httpx.PoolTimeout`). Redis is tried again every 2 s.
+    """
+
+    limit: str
+    storage: str = "memory://"
+    key: str | None = None
+    on_storage_error: Literal["local", "closed"] = "local"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, str):
+            msg = f"RateLimit(limit={self.limit!r}): expected a str such as '500/minute'"
+            raise ConfigError(msg)
+        try:
+            item = _parse(self.limit)
+        except ValueError:
+            msg = (
+                f"RateLimit(limit={self.limit!r}): not a rate; write it as '500/minute', "
+                "'20/second' or '10000 per 1 minute'"
+            )
+            raise ConfigError(msg) from None
+        if item.amount < 1:
+            msg = f"RateLimit(limit={self.limit!r}): the amount must be at least 1"
+            raise ConfigError(msg)
+        storage: object = self.storage
+        if not isinstance(storage, str) or not (
+            storage == "memory://" or storage.startswith(_REDIS_SCHEMES)
+        ):
+            shown = redact_url(storage) if isinstance(storage, str) else type(storage).__name__
+            msg = (
+                f"RateLimit(storage={shown!r}): expected 'memory://' or a Redis URL "
+                "(redis://host:6379/0, rediss://..., redis+unix://...)"
+            )
+            raise ConfigError(msg)
+        on_error: object = self.on_storage_error
+        if on_error not in ("local", "closed"):
+            msg = (
+                f"RateLimit(on_storage_error={self.on_storage_error!r}): "
+                "expected 'local' or 'closed'"
+            )
+            raise ConfigError(msg)
+        key: object = self.key
+        if key is not None and not (isinstance(key, str) and key):
+            msg = f"RateLimit(key={self.key!r}): expected a non-empty str or None"
+            raise ConfigError(msg)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the limit lives in Redis."""
+        return self.storage != "memory://"
+
+    def __repr__(self) -> str:
+        parts = [repr(self.limit)]
+        if self.shared:
+            parts.append(f"storage={redact_url(self.storage)!r}")
+        if self.key is not None:
+            parts.append(f"key={self.key!r}")
+        if self.on_storage_error != "local":
+            parts.append(f"on_storage_error={self.on_storage_error!r}")
+        return f"RateLimit({', '.join(parts)})"
+
+
+class StorageDown(Exception):  # noqa: N818  an internal signal, never raised to callers
+    """Redis cannot be reached and the limit fails closed."""
+
+
+def _guard(window: float) -> float:
+    """Seconds added to a wait for the window to free up: 10 ms plus 1 % of the window,
+    at most 50 ms, so network jitter between limiter and provider cannot squeeze one
+    window's admissions into less than the window at the provider."""
+    return min(0.05, 0.01 + 0.01 * window)
+
+
+class RateLimiter:
+    """One provider's rate limit in this process: admits requests, waiting in turn."""
+
+    def __init__(self, config: RateLimit, name: str) -> None:
+        from limits.aio.storage import MemoryStorage
+        from limits.aio.strategies import MovingWindowRateLimiter
+
+        self.config = config
+        self.name = name
+        self.item = _parse(config.limit)
+        self.window = float(self.item.get_expiry())
+        self._key = config.key or f"httpool:{name}"
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._fallback_item = self.item
+        self._shared: MovingWindowRateLimiter | None = None
+        self._redis: Any = None
+        if config.shared:
+            self._connect(config.storage)
+            workers = _web_concurrency()
+            if workers > 1:
+                amount = max(1, self.item.amount // workers)
+                self._fallback_item = type(self.item)(amount, self.item.multiples)
+        self._turn = anyio.Lock()
+        self._blocked_until = 0.0  # time.time() before which the provider refuses
+        self._blocked_reason: str | None = None
+        self.state = "ok"
+        self._recheck_at = 0.0
+        self.waiting = 0
+        self.admitted = 0
+
+    def _connect(self, url: str) -> None:
+        try:
+            import redis.asyncio
+            from limits.aio.storage import RedisStorage
+            from limits.aio.strategies import MovingWindowRateLimiter
+        except ImportError:  # pragma: no cover - depends on the extra
+            msg = (
+                f"provider {self.name!r}: a Redis rate limit needs the redis package: "
+                "pip install 'httpool[redis]'"
+            )
+            raise ImportError(msg) from None
+        options: dict[str, Any] = {
+            "socket_timeout": STORAGE_TIMEOUT,
+            "socket_connect_timeout": STORAGE_TIMEOUT,
+        }
+        storage = RedisStorage(
+            f"async+{url}", implementation="redispy", wrap_exceptions=True, **options
+        )
+        self._shared = MovingWindowRateLimiter(storage)
+        self._redis = redis.asyncio.from_url(url, **options)
+
+    # -- admission -----------------------------------------------------------------------
+
+    async def acquire(self, cost: int, deadline: float | None) -> float:
+        """Wait for `cost` units of the limit, until `deadline` (`time.monotonic()`).
+
+        Returns the seconds waited. Raises `TimeoutError` when the deadline passes
+        first, `StorageDown` when Redis is down and the limit fails closed.
+        """
+        if cost > self.item.amount:
+            raise ValueError(cost)
+        started = time.monotonic()
+        self.waiting += 1
+        try:
+            with anyio.fail_after(None if deadline is None else max(0.0, deadline - started)):
+                async with self._turn:
+                    while True:
+                        reset = await self._hit(cost)
+                        if reset is None:
+                            break
+                        await anyio.sleep(max(0.0, reset - time.time()) + _guard(self.window))
+        finally:
+            self.waiting -= 1
+        self.admitted += 1
+        return time.monotonic() - started
+
+    async def _hit(self, cost: int) -> float | None:
+        """`None` when admitted, else the `time.time()` at which to try again."""
+        shared = self._shared
+        if shared is not None and (self.state == "ok" or time.monotonic() >= self._recheck_at):
+            try:
+                with anyio.fail_after(STORAGE_TIMEOUT * 2):
+                    if await shared.hit(self.item, self._key, cost=cost):
+                        self._storage_ok()
+                        return None
+                    stats = await shared.get_window_stats(self.item, self._key)
+                self._storage_ok()
+                return float(stats.reset_time)
+            except Exception as exc:  # noqa: BLE001  any storage failure: fall back or close
+                self._storage_failed(exc)
+        if shared is not None and self.config.on_storage_error == "closed":
+            raise StorageDown
+        item = self._fallback_item if shared is not None else self.item
+        if await self._memory.hit(item, self._key, cost=cost):
+            return None
+        stats = await self._memory.get_window_stats(item, self._key)
+        return float(stats.reset_time)
+
+    def _storage_ok(self) -> None:
+        if self.state != "ok":
+            self.state = "ok"
+            logger.warning(
+                "httpool provider %r: Redis is back; the shared rate limit applies again",
+                self.name,
+                extra={"provider": self.name},
+            )
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        self._recheck_at = time.monotonic() + RECHECK_EVERY
+        if self.state == "ok":
+            closed = self.config.on_storage_error == "closed"
+            self.state = "closed" if closed else "fallback"
+            logger.warning(
+                "httpool provider %r: the rate limit's Redis (%s) cannot be reached (%s); %s",
+                self.name,
+                redact_url(self.config.storage),
+                type(exc).__name__,
+                "requests are refused until it is back (on_storage_error='closed')"
+                if closed
+                else f"admitting against a per-process limit of {self._fallback_item} meanwhile",
+                extra={"provider": self.name},
+            )
+
+    # -- what the provider said ----------------------------------------------------------
+
+    async def blocked_until(self) -> float:
+        """The `time.time()` before which new requests should wait (0: none)."""
+        if self._redis is not None and self.state == "ok":
+            try:
+                with anyio.fail_after(STORAGE_TIMEOUT * 2):
+                    raw = await self._redis.get(f"{self._key}:blocked")
+            except Exception as exc:  # noqa: BLE001  same fallback as the limit
+                self._storage_failed(exc)
+            else:
+                if raw is not None:
+                    try:
+                        shared = float(raw)
+                    except ValueError:
+                        shared = 0.0
+                    self._blocked_until = max(self._blocked_until, shared)
+        return self._blocked_until
+
+    async def block(self, until: float, reason: str) -> None:
+        """Make new requests wait until `until` (`time.time()`), in every worker when
+        the limit is shared."""
+        if until <= self._blocked_until:
+            return
+        self._blocked_until = until
+        self._blocked_reason = reason
+        if self._redis is not None and self.state == "ok":
+            ms = max(1, math.ceil((until - time.time()) * 1000))
+            try:
+                with anyio.fail_after(STORAGE_TIMEOUT * 2):
+                    await self._redis.set(f"{self._key}:blocked", repr(until), px=ms)
+            except Exception as exc:  # noqa: BLE001
+                self._storage_failed(exc)
+
+    def block_state(self) -> tuple[float, str | None]:
+        """The last known `time.time()` of the provider's reset, and what said it."""
+        return self._blocked_until, self._blocked_reason
+
+    @property
+    def blocked_reason(self) -> str | None:
+        """The header that set the current block, if one is in force."""
+        return self._blocked_reason if self._blocked_until > time.time() else None
+
+    async def aclose(self) -> None:
+        """Close the Redis connections."""
+        if self._redis is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                await self._redis.aclose()
+
+    def stats(self) -> dict[str, Any]:
+        """The limit, its storage and state, and the requests waiting and admitted."""
+        return {
+            "limit": self.config.limit,
+            "storage": "redis" if self.config.shared else "memory",
+            "state": self.state,
+            "waiting": self.waiting,
+            "admitted": self.admitted,
+        }
