@@ -6,6 +6,7 @@ times are `time.monotonic()` at the stub, when the request's head was read.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import threading
@@ -35,6 +36,9 @@ class Stub:
     arrivals: list[tuple[float, str, str, dict[str, str]]] = field(default_factory=list)
     admitted: collections.deque[float] = field(default_factory=collections.deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0
+    active: int = 0
+    most_active: int = 0
 
     def answer(self, seen: dict[str, Any]) -> Answer:
         if self.respond is not None:
@@ -105,6 +109,14 @@ def make_stub_app(stub: Stub) -> Any:
         with stub.lock:
             stub.arrivals.append((at, scope["method"], scope["path"], headers))
             status, extra = stub.answer(seen)
+            stub.active += 1
+            stub.most_active = max(stub.most_active, stub.active)
+        try:
+            if stub.delay:
+                await asyncio.sleep(stub.delay)
+        finally:
+            with stub.lock:
+                stub.active -= 1
         body = json.dumps({"status": status}).encode()
         head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         head += [(k.encode(), v.encode()) for k, v in extra.items()]
