@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
@@ -212,8 +213,13 @@ class RateLimiter:
 
     # -- admission -----------------------------------------------------------------------
 
-    async def acquire(self, cost: int, deadline: float | None) -> float:
+    async def acquire(
+        self, cost: int, deadline: float | None, gate: Callable[[], Awaitable[None]]
+    ) -> float:
         """Wait for `cost` units of the limit, until `deadline` (`time.monotonic()`).
+
+        `gate` is awaited in the request's turn before each try (the wait for the
+        provider's own reset).
 
         Returns the seconds waited. Raises `TimeoutError` when the deadline passes
         first, `StorageDown` when Redis is down and the limit fails closed.
@@ -226,6 +232,7 @@ class RateLimiter:
             with anyio.fail_after(None if deadline is None else max(0.0, deadline - started)):
                 async with self._turn:
                     while True:
+                        await gate()
                         reset = await self._hit(cost)
                         if reset is None:
                             break

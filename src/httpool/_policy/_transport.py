@@ -208,13 +208,14 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         return response
 
     async def _admit(self, request: httpx.Request) -> Any:
-        """Wait for the provider's reset, a concurrency slot and the rate limit, within
-        the request's pool timeout; the slot's release function (or `None`)."""
+        """Wait for a concurrency slot, then the provider's reset and the rate limit (in
+        the rate limit's turn, so that the requests that waited for the reset do not all
+        go at once), within the request's pool timeout; the slot's release function (or
+        `None`)."""
         timeouts = request.extensions.get("timeout") or {}
         pool_timeout = timeouts.get("pool")
         started = time.monotonic()
         deadline = None if pool_timeout is None else started + pool_timeout
-        await self._wait_for_reset(request, deadline)
         release = None
         slots = self._slots
         if slots is not None:
@@ -240,17 +241,26 @@ class PolicyTransport(httpx.AsyncBaseTransport):
             self._in_flight += 1
             release = self._release
         limiter = self._limiter
-        if limiter is not None:
-            try:
-                cost = _cost(request)
-                if cost:
-                    self._waited["rate_limit"] += await limiter.acquire(cost, deadline)
-            except BaseException as exc:
-                if release is not None:
-                    release()
-                if isinstance(exc, TimeoutError | StorageDown | ValueError):
-                    raise self._rate_error(exc, request, started) from None
-                raise
+        try:
+            cost = _cost(request) if limiter is not None else 0
+            if limiter is not None and cost:
+
+                async def gate() -> None:
+                    await self._wait_for_reset(request, deadline)
+
+                reset_waits = self._waited["provider_reset"]
+                waited = await limiter.acquire(cost, deadline, gate)
+                self._waited["rate_limit"] += waited - (
+                    self._waited["provider_reset"] - reset_waits
+                )
+            else:
+                await self._wait_for_reset(request, deadline)
+        except BaseException as exc:
+            if release is not None:
+                release()
+            if isinstance(exc, TimeoutError | StorageDown | ValueError):
+                raise self._rate_error(exc, request, started) from None
+            raise
         return release
 
     def _release(self) -> None:
