@@ -128,7 +128,9 @@ async def check_health(pool: ClientPool, seconds: float) -> dict[str, dict[str, 
 
     Each result is `{"status": "ok" | "fail" | "skipped", "ok", "status_code",
     "latency_ms"}`, with `"error"` (an exception class name or `"timeout"`) when no
-    response came. Nothing of the URL, the headers or the error text is included.
+    response came, and `"breaker"` (its state and seconds to the next trial) for a
+    provider with a circuit breaker. Nothing of the URL, the headers or the error text
+    is included.
     """
     results: dict[str, dict[str, Any]] = {}
     async with anyio.create_task_group() as group:
@@ -138,6 +140,10 @@ async def check_health(pool: ClientPool, seconds: float) -> dict[str, dict[str, 
             else:
                 results[name] = {}
                 group.start_soon(_probe, pool, name, provider.health_path, seconds, results)
+    for name, entry in pool.stats().items():
+        breaker = entry.get("breaker")
+        if name in results and isinstance(breaker, dict):
+            results[name]["breaker"] = {k: breaker[k] for k in ("state", "retry_in")}
     return results
 
 
