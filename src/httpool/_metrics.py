@@ -97,6 +97,102 @@ def metric_families(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
                 if value is not None:
                     errors.add_metric([name, str(kind)], value)
     yield errors
+    yield from policy_families(stats)
+
+
+#: (key in `pool.stats()`, metric name without `_total`, label, help): counts by a label.
+LABELLED_COUNTERS: Final = (
+    (
+        "answers",
+        "httpool_answers",
+        "status",
+        "Answers by status class (2xx...5xx), and 429 and 503 on their own.",
+    ),
+    (
+        "retries_by_reason",
+        "httpool_retries_by_reason",
+        "reason",
+        "Answers or connect failures retried by the provider's retry policy, by reason.",
+    ),
+    (
+        "not_retried",
+        "httpool_not_retried",
+        "reason",
+        "Retryable answers returned without a retry, by why (budget, deadline, ...).",
+    ),
+    (
+        "limit_wait_seconds",
+        "httpool_limit_wait_seconds",
+        "limit",
+        "Seconds requests spent waiting on the concurrency limit, the rate limit, or the "
+        "provider's announced reset.",
+    ),
+)
+BREAKER_STATES: Final = ("closed", "open", "half_open")
+STORAGE_STATES: Final = ("ok", "fallback", "closed")
+
+
+def _labelled_counters(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily
+
+    for key, metric, label, text in LABELLED_COUNTERS:
+        family = CounterMetricFamily(metric, text, labels=["provider", label])
+        for name, entry in stats.items():
+            counts = entry.get(key)
+            if isinstance(counts, Mapping):
+                for which, count in sorted(counts.items()):
+                    value = _number(count)
+                    if value is not None:
+                        family.add_metric([name, str(which)], value)
+        yield family
+
+
+def policy_families(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    """The metric families of the providers' policies: answers, retries, limits, breaker."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    yield from _labelled_counters(stats)
+    waiting = GaugeMetricFamily(
+        "httpool_limit_waiting",
+        "Requests waiting for the concurrency limit or the rate limit.",
+        labels=["provider", "limit"],
+    )
+    block = GaugeMetricFamily(
+        "httpool_provider_block_seconds",
+        "Seconds until the reset the provider announced (0: none in force).",
+        labels=["provider"],
+    )
+    breaker = GaugeMetricFamily(
+        "httpool_breaker_state",
+        "The circuit breaker's state: 1 for the current one.",
+        labels=["provider", "state"],
+    )
+    opened = CounterMetricFamily(
+        "httpool_breaker_opened", "Times the circuit breaker opened.", labels=["provider"]
+    )
+    storage = GaugeMetricFamily(
+        "httpool_rate_limit_storage",
+        "The rate limit's shared storage: 1 for its current state (ok, fallback, closed).",
+        labels=["provider", "state"],
+    )
+    for name, entry in stats.items():
+        for limit in ("concurrency", "rate_limit"):
+            part = entry.get(limit)
+            if isinstance(part, Mapping) and _number(part.get("waiting")) is not None:
+                waiting.add_metric([name, limit], float(part["waiting"]))
+        provider_block = entry.get("provider_block")
+        if isinstance(provider_block, Mapping):
+            block.add_metric([name], float(provider_block.get("seconds_left") or 0))
+        part = entry.get("breaker")
+        if isinstance(part, Mapping):
+            for state in BREAKER_STATES:
+                breaker.add_metric([name, state], float(part.get("state") == state))
+            opened.add_metric([name], float(part.get("opened") or 0))
+        part = entry.get("rate_limit")
+        if isinstance(part, Mapping) and part.get("storage") == "redis":
+            for state in STORAGE_STATES:
+                storage.add_metric([name, state], float(part.get("state") == state))
+    yield from (waiting, block, breaker, opened, storage)
 
 
 class PoolCollector:

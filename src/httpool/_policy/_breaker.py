@@ -48,10 +48,10 @@ class Breaker:
 class CircuitBreaker:
     """The state of one provider's circuit in this process: closed, open or half-open."""
 
-    __slots__ = ("_config", "_failures", "_opened_at", "_trial", "opened", "state")
+    __slots__ = ("_failures", "_opened_at", "_trial", "config", "opened", "state")
 
     def __init__(self, config: Breaker) -> None:
-        self._config = config
+        self.config = config
         self._failures: collections.deque[float] = collections.deque()
         self._opened_at = 0.0
         self._trial = False
@@ -62,7 +62,7 @@ class CircuitBreaker:
         """Seconds until a trial request may go (0 when closed or due)."""
         if self.state == "closed":
             return 0.0
-        return max(0.0, self._opened_at + self._config.cooldown - time.monotonic())
+        return max(0.0, self._opened_at + self.config.cooldown - time.monotonic())
 
     def admit(self) -> bool | None:
         """`True`: send; `None`: send as the trial request; `False`: fail at once."""
@@ -90,9 +90,9 @@ class CircuitBreaker:
             return
         failures = self._failures
         failures.append(now)
-        while failures and failures[0] < now - self._config.window:
+        while failures and failures[0] < now - self.config.window:
             failures.popleft()
-        if len(failures) >= self._config.failures:
+        if len(failures) >= self.config.failures:
             self._open(now)
 
     def release_trial(self) -> None:

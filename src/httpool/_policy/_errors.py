@@ -36,12 +36,14 @@ class CircuitOpenError(httpx.TransportError):
     answer 503 with that `Retry-After`.
     """
 
-    def __init__(self, name: str, retry_in: float, failures: int, request: httpx.Request) -> None:
+    def __init__(
+        self, name: str, retry_in: float, failures: int, window: float, request: httpx.Request
+    ) -> None:
         self.name = name
         self.retry_in = retry_in
         msg = (
-            f"provider {name!r} is failing ({failures} failures in a row of connects, "
-            f"timeouts or 5xx answers): requests fail at once until a trial request in "
+            f"provider {name!r} is failing ({failures} connect errors, timeouts or 5xx "
+            f"answers within {window:g} s): requests fail at once until a trial request in "
             f"{retry_in:.1f} s"
         )
         super().__init__(msg, request=request)

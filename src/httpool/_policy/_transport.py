@@ -173,8 +173,9 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         if breaker is not None:
             admitted = breaker.admit()
             if admitted is False:
+                config = breaker.config
                 raise CircuitOpenError(
-                    self.name, breaker.retry_in(), breaker.failures() or 0, request
+                    self.name, breaker.retry_in(), config.failures, config.window, request
                 )
             trial = admitted is None
         release = None
