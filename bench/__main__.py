@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
-from . import client_level, connections, e2e, latency
+from . import client_level, connections, e2e, latency, ratelimit
 from .certs import make_certs
 from .docs_page import update_page
 from .goals import evaluate
@@ -33,7 +33,7 @@ from .report import machine_info, render_text, write_json
 from .servers import start_upstreams
 from .settings import FULL, QUICK, Settings
 
-SECTIONS: Final = ("client", "e2e", "connections", "latency")
+SECTIONS: Final = ("client", "e2e", "connections", "latency", "ratelimit")
 RESULTS: Final = ROOT / "bench" / "results"
 IMAGES: Final = ROOT / "docs" / "img" / "bench"
 PAGE: Final = ROOT / "docs" / "performance.md"
@@ -119,6 +119,9 @@ def run(sections: tuple[str, ...], settings: Settings) -> dict[str, Any]:
         if "latency" in sections:
             print("latency ...", file=sys.stderr)
             results["latency"] = latency.run(sup, worker, upstreams["h1-tls"], settings)
+        if "ratelimit" in sections:
+            print("rate limits ...", file=sys.stderr)
+            results["ratelimit"] = ratelimit.run(sup)
     results["meta"]["duration_s"] = time.monotonic() - started
     results["meta"]["load_average_end"] = list(os.getloadavg())
     results["goals"] = evaluate(results)
@@ -129,6 +132,8 @@ def _publish(results: dict[str, Any], *, docs: bool) -> None:
     if docs:
         for path in write_plots(results, IMAGES):
             print(f"plot: {path}", file=sys.stderr)
+        if "ratelimit" in results:
+            print(f"plot: {ratelimit.plot(results['ratelimit'], IMAGES)}", file=sys.stderr)
         if update_page(PAGE, results):
             print(f"figures written into {PAGE}", file=sys.stderr)
         else:
