@@ -65,8 +65,16 @@ def router(
     @api.get("/stats", name="httpool_stats", summary="Connection and request counters")
     async def stats(request: Request) -> Response:
         """The pool's stats per provider: connections open, idle and in use, waiters,
-        requests in flight and served, errors by kind."""
-        return JSONResponse(_pool_of(request).stats(), headers=NO_STORE)
+        requests in flight and served, errors by kind. They are the answering worker
+        process's; with `PROMETHEUS_MULTIPROC_DIR` set, the `X-Httpool-Workers` header
+        says how many live workers `/metrics` adds up."""
+        from ._metrics import live_workers
+
+        headers = dict(NO_STORE)
+        workers = live_workers()
+        if workers is not None:
+            headers["X-Httpool-Workers"] = str(workers)
+        return JSONResponse(_pool_of(request).stats(), headers=headers)
 
     @api.get("/health", name="httpool_health", summary="Ping each provider's health_path")
     async def health(request: Request) -> Response:
