@@ -83,3 +83,19 @@ def test_max_concurrency_must_be_a_positive_whole_number() -> None:
     """0 is refused with the field's name."""
     with pytest.raises(httpool.ConfigError, match=r"max_concurrency"):
         httpool.Provider("api", max_concurrency=0)
+
+
+async def test_an_answer_read_by_the_transport_frees_its_slot_at_once() -> None:
+    """A mock transport's answers come back read and closed: they hold no slot."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=b"{}"))
+    provider = httpool.Provider(
+        "api",
+        base_url="http://api.test",
+        transport=transport,
+        max_concurrency=1,
+        timeout=httpx.Timeout(5.0, pool=0.2),
+    )
+    async with httpool.ClientPool(provider) as p:
+        for _ in range(3):
+            assert (await p.client("api").get("/a")).status_code == 200
+        assert p.stats()["api"]["concurrency"]["in_flight"] == 0

@@ -231,14 +231,14 @@ class RateLimiter:
         if cost > self.item.amount:
             raise ValueError(cost)
         started = time.monotonic()
+        if not self._turn.locked():  # nobody waits here: try at once, concurrently
+            await gate()  # bounded by the deadline itself
+            if await self._hit(cost) is None:  # bounded: Redis gets 1 s at most
+                self.admitted += 1
+                return time.monotonic() - started
         self.waiting += 1
         try:
             with anyio.fail_after(None if deadline is None else max(0.0, deadline - started)):
-                if not self._turn.locked():  # nobody waits here: try at once, concurrently
-                    await gate()
-                    if await self._hit(cost) is None:
-                        self.admitted += 1
-                        return time.monotonic() - started
                 async with self._turn:
                     while True:
                         await gate()

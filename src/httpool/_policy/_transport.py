@@ -205,7 +205,10 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         if said is not None:
             await self._block(time.time() + said[0], said[1])
         if release is not None:
-            response.stream = _Permit(response.stream, release)  # type: ignore[arg-type]
+            if response.is_closed:  # read already (a mock transport's answer): done
+                release()
+            else:
+                response.stream = _Permit(response.stream, release)  # type: ignore[arg-type]
         return response
 
     async def _admit(self, request: httpx.Request) -> Any:
