@@ -195,21 +195,25 @@ class PolicyTransport(httpx.AsyncBaseTransport):
             if trial and breaker is not None:
                 breaker.release_trial()
             raise
-        status = response.status_code
-        self._count(self._answers, f"{status // 100}xx")
-        if status in (429, 503):
-            self._count(self._answers, str(status))
         if breaker is not None:
-            breaker.record(ok=status < 500, trial=trial)
-        said = blocked_for(response)
-        if said is not None:
-            await self._block(time.time() + said[0], said[1])
+            breaker.record(ok=response.status_code < 500, trial=trial)
+        await self._read_answer(response)
         if release is not None:
             if response.is_closed:  # read already (a mock transport's answer): done
                 release()
             else:
                 response.stream = _Permit(response.stream, release)  # type: ignore[arg-type]
         return response
+
+    async def _read_answer(self, response: httpx.Response) -> None:
+        """Count the answer, and heed what it says of the provider's rate limit."""
+        status = response.status_code
+        self._count(self._answers, f"{status // 100}xx")
+        if status in (429, 503):
+            self._count(self._answers, str(status))
+        said = blocked_for(response)
+        if said is not None:
+            await self._block(time.time() + said[0], said[1])
 
     async def _admit(self, request: httpx.Request) -> Any:
         """Wait for a concurrency slot, then the provider's reset and the rate limit (in
