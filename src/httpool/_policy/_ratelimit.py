@@ -175,6 +175,7 @@ class RateLimiter:
         self._turn = anyio.Lock()
         self._blocked_until = 0.0  # time.time() before which the provider refuses
         self._block_read_at = 0.0  # when the shared block was last read
+        self._roomy_until = 0.0  # until when the shared window is taken as far from full
         self._blocked_reason: str | None = None
         self.state = "ok"
         self._recheck_at = 0.0
@@ -278,14 +279,20 @@ class RateLimiter:
         its oldest admission to be `window + margin` old. Then the `limits` moving
         window admits it atomically, which holds the limit even when several workers
         race past that first check.
+
+        The margin matters only near a full window: after a read that found the window
+        less than half full, the next reads are skipped for 5 % of the window (at most
+        100 ms), which saves a round trip per request while the limit is far away.
         """
         margin = self._margin
-        if margin:
+        if margin and time.monotonic() >= self._roomy_until:
             oldest, count = await storage.get_moving_window(
                 item.key_for(self._key), item.amount, self.window + margin
             )
             if count + cost > item.amount:
                 return float(oldest) + self.window + margin
+            if 2 * (count + cost) <= item.amount:
+                self._roomy_until = time.monotonic() + min(0.1, 0.05 * self.window)
         if await limiter.hit(item, self._key, cost=cost):
             return None
         stats = await limiter.get_window_stats(item, self._key)
