@@ -114,3 +114,15 @@ def test_a_storage_url_with_a_password_is_not_shown() -> None:
     with pytest.raises(httpool.ConfigError) as info:
         httpool.RateLimit("5/second", storage="mysql://:hunter2@db/0")
     assert "hunter2" not in str(info.value)
+
+
+def test_the_local_window_counts_costs_over_its_span() -> None:
+    """Ten units per second: 6 + 4 go, the next 5 wait until the first 6 have left."""
+    from httpool._policy._ratelimit import LocalWindow
+
+    window = LocalWindow(10, 1.0)
+    assert window.admit(6) is None
+    assert window.admit(4) is None
+    retry_at = window.admit(5)
+    assert retry_at is not None
+    assert 0.9 < retry_at - time.time() <= 1.0
