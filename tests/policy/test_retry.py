@@ -255,3 +255,11 @@ def test_bad_retry_value_on_the_provider_names_the_field() -> None:
     """`retry=3` is refused with the field's name."""
     with pytest.raises(httpool.ConfigError, match=r"Provider\('api'\)\.retry"):
         httpool.Provider("api", retry=3)  # type: ignore[arg-type]
+
+
+async def test_the_providers_retry_post_lets_a_post_be_retried_on_502(stub: Stub) -> None:
+    """`Provider(retry_post=True)` says the API takes POSTs twice: the retry policy does too."""
+    stub.plan.append((502, {}))
+    async with pool(stub, retry=FAST, retry_post=True) as p:
+        assert (await p.client("api").post("/v1/chat", json={})).status_code == 200
+    assert len(stub.arrivals) == 2

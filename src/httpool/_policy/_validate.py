@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -81,10 +82,13 @@ def wrap_policy(p: Provider, transport: httpx.AsyncBaseTransport) -> httpx.Async
         return transport
     from ._transport import PolicyTransport
 
+    retry = p.retry
+    if isinstance(retry, Retry) and p.retry_post and not retry.retry_post:
+        retry = dataclasses.replace(retry, retry_post=True)  # the provider allows POSTs again
     return PolicyTransport(
         transport,
         p.name,
-        retry=p.retry,  # type: ignore[arg-type]
+        retry=retry,  # type: ignore[arg-type]
         max_concurrency=p.max_concurrency,
         rate_limit=p.rate_limit,  # type: ignore[arg-type]
         breaker=p.breaker,  # type: ignore[arg-type]
