@@ -5,6 +5,11 @@ from __future__ import annotations
 import httpool
 
 PUBLIC = {
+    "Breaker",
+    "CircuitOpenError",
+    "LimitTimeout",
+    "RateLimit",
+    "Retry",
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
     "ClientPool",

@@ -7,6 +7,7 @@ from ._errors import ConfigError, OriginNotAllowedError, PoolClosedError, Unknow
 from ._handlers import install_error_handlers
 from ._lifespan import get_pool, lifespan
 from ._metrics import PoolCollector
+from ._policy import Breaker, CircuitOpenError, LimitTimeout, RateLimit, Retry
 from ._pool import ClientPool, PoolState
 from ._router import router
 from ._secret import Secret
@@ -15,16 +16,21 @@ from ._streaming import UpstreamStreamingResponse, proxy_stream
 from ._transport import PoolTransport
 
 __all__ = [
+    "Breaker",
+    "CircuitOpenError",
     "ClientPool",
     "ConfigError",
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "LimitTimeout",
     "OriginNotAllowedError",
     "PoolClosedError",
     "PoolCollector",
     "PoolState",
     "PoolTransport",
     "Provider",
+    "RateLimit",
+    "Retry",
     "Secret",
     "UnknownProviderError",
     "UpstreamStreamingResponse",

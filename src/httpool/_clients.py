@@ -16,6 +16,7 @@ import httpx
 
 from ._config import Provider, origin_of
 from ._errors import OriginNotAllowedError, PoolClosedError
+from ._policy import wrap_policy
 from ._secret import Secret
 
 __all__ = [
@@ -373,7 +374,7 @@ def build_async_client(
     provider: Provider,
 ) -> tuple[ProviderClient, httpx.AsyncBaseTransport]:
     """A new `httpx.AsyncClient` for `provider`, and its transport (for stats)."""
-    transport = make_transport(provider)
+    transport = wrap_policy(provider, make_transport(provider))
     hooks = dict(provider.event_hooks or {})
     client = ProviderClient(
         provider,
