@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
-from . import client_level, connections, e2e, latency
+from . import client_level, connections, e2e, latency, ratelimit
 from .baseline import Tree, check_import, current_tree, export
 from .certs import make_certs
 from .docs_page import update_page
@@ -39,7 +39,7 @@ from .report import machine_info, render_text, write_json
 from .servers import UPSTREAMS, start_upstreams
 from .settings import FULL, QUICK, Settings
 
-SECTIONS: Final = ("client", "e2e", "connections", "latency")
+SECTIONS: Final = ("client", "e2e", "connections", "latency", "ratelimit")
 RESULTS: Final = ROOT / "bench" / "results"
 IMAGES: Final = ROOT / "docs" / "img" / "bench"
 PAGE: Final = ROOT / "docs" / "performance.md"
@@ -170,6 +170,9 @@ def run(
             mark = time.monotonic()
             results["latency"] = latency.run(sup, worker, upstreams["h1-tls"], settings)
             section_s["latency"] = time.monotonic() - mark
+        if "ratelimit" in sections:
+            print("rate limits ...", file=sys.stderr)
+            results["ratelimit"] = ratelimit.run(sup)
     if trees:
         results["baseline"] = trees[1].label
         results["trees"] = {t.label: {**t.meta(), "imported_by": imported[t.label]} for t in trees}
@@ -184,6 +187,8 @@ def _publish(results: dict[str, Any], *, docs: bool) -> None:
     if docs:
         for path in write_plots(results, IMAGES):
             print(f"plot: {path}", file=sys.stderr)
+        if "ratelimit" in results:
+            print(f"plot: {ratelimit.plot(results['ratelimit'], IMAGES)}", file=sys.stderr)
         if update_page(PAGE, results):
             print(f"figures written into {PAGE}", file=sys.stderr)
         else:

@@ -44,8 +44,14 @@ def make_certs(directory: Path) -> Certs:
 
 
 def client_context(ca: str | Path) -> ssl.SSLContext:
-    """A fresh client context that trusts only the bench CA (clients may set ALPN on it)."""
-    return ssl.create_default_context(cafile=str(ca))
+    """A fresh client context that trusts only the bench CA and offers h2 and http/1.1.
+
+    httpool never changes a context it is given, so the context offers HTTP/2 itself, as
+    a caller's context must for an `http2=True` client; httpx sets ALPN on it anyway.
+    """
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    return context
 
 
 def server_context(chain: str | Path, key: str | Path, *, alpn: list[str]) -> ssl.SSLContext:

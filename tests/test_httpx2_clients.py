@@ -207,3 +207,21 @@ async def test_a_stream_a_route_leaves_open_is_closed_after_the_response(
             assert open_streams.get() is None
             pool = httpool.get_pool(app)
             assert pool.stats()["up"]["requests_in_flight"] == 0
+
+
+async def test_the_policy_serves_every_kind(upstream: Upstream) -> None:
+    """Retries and the concurrency limit are the provider's: httpx2 requests count in them."""
+    provider = httpool.Provider(
+        "up",
+        base_url=upstream.url,
+        retry=httpool.Retry(attempts=2, backoff_initial=0.01, backoff_max=0.01),
+        max_concurrency=4,
+    )
+    async with httpool.ClientPool(provider) as pool:
+        response = await pool.client("up", httpx2.AsyncClient).get("/status?code=503")
+        assert response.status_code == 503
+        assert (await pool.client("up").get("/status?code=503")).status_code == 503
+        stats = pool.stats()["up"]
+    assert stats["retries_by_reason"] == {"503": 2}
+    assert stats["answers"]["5xx"] == 4
+    assert stats["concurrency"]["limit"] == 4

@@ -13,21 +13,27 @@ from ._engine._transport import PoolTransport
 from ._errors import ConfigError, OriginNotAllowedError, PoolClosedError, UnknownProviderError
 from ._ops._metrics import PoolCollector
 from ._ops._router import router
+from ._policy import Breaker, CircuitOpenError, LimitTimeout, RateLimit, Retry
 from ._pool import ClientPool, PoolState
 from ._secret import Secret
 from ._settings import providers_from_env
 
 __all__ = [
+    "Breaker",
+    "CircuitOpenError",
     "ClientPool",
     "ConfigError",
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "LimitTimeout",
     "OriginNotAllowedError",
     "PoolClosedError",
     "PoolCollector",
     "PoolState",
     "PoolTransport",
     "Provider",
+    "RateLimit",
+    "Retry",
     "Secret",
     "UnknownProviderError",
     "UpstreamStreamingResponse",

@@ -14,6 +14,7 @@ import httpx
 from ._engine._proxy import proxy_label
 from ._engine._transport import as_httpx_limits
 from ._errors import ConfigError
+from ._policy import Breaker, RateLimit, Retry, validate_policy
 from ._secret import MASK, Secret, redact_url
 from ._validate import TRANSPORT_NAMES, origin_of, validate_provider
 
@@ -117,6 +118,16 @@ class Provider:
             `ALL_PROXY` and `NO_PROXY`, and `SSL_CERT_FILE` / `SSL_CERT_DIR`.
         dns_ttl: seconds a host's DNS answer is shared by new connections (httpool
             transport); 0 resolves for every connection.
+        retry: `True` or an `httpool.Retry(...)`: retry 429/503/529 answers (and
+            500/502/504 of idempotent requests) with jittered backoff, honouring
+            `Retry-After`, within a retry budget. Off by default.
+        max_concurrency: requests in flight at most for the provider, served first
+            come, first served within the pool timeout. Off by default.
+        rate_limit: `"500/minute"` or an `httpool.RateLimit(...)` (shared through
+            Redis): requests admitted per moving window; callers wait up to the pool
+            timeout. Off by default.
+        breaker: `True` or an `httpool.Breaker(...)`: fail at once while the provider
+            is down (connect errors, timeouts, 5xx). Off by default.
     """
 
     name: str
@@ -143,11 +154,17 @@ class Provider:
     proxy: str | Secret | httpx.Proxy | None = None
     trust_env: bool = True
     dns_ttl: float = 10.0
+    retry: bool | Retry | None = None
+    max_concurrency: int | None = None
+    rate_limit: str | RateLimit | None = None
+    breaker: bool | Breaker | None = None
 
     def __post_init__(self) -> None:
         for field, value in validate_provider(self).items():
             object.__setattr__(self, field, value)
         _warn_short_keepalive(self)
+        for field, value in validate_policy(self).items():
+            object.__setattr__(self, field, value)
 
     def with_overrides(self, **overrides: Any) -> Provider:
         """A copy with CodeWeaver-style flat overrides (`read_timeout=90`, `http2=False`...)."""

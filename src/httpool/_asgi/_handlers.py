@@ -10,12 +10,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .._errors import PoolClosedError
+from .._policy import CircuitOpenError, LimitTimeout
+from .._policy._retry import parse_retry_after
 
 __all__ = ["install_error_handlers"]
 
 #: (exception class, HTTP status, kind) — looked up along the exception's MRO, so the
 #: most specific class wins (PoolTimeout before TimeoutException).
 _MAPPING: tuple[tuple[type[Exception], int, str], ...] = (
+    (LimitTimeout, 503, "limit_timeout"),
+    (CircuitOpenError, 503, "circuit_open"),
     (httpx.PoolTimeout, 503, "pool_timeout"),
     (PoolClosedError, 503, "shutting_down"),
     (httpx.ConnectTimeout, 504, "connect_timeout"),
@@ -26,6 +30,11 @@ _MAPPING: tuple[tuple[type[Exception], int, str], ...] = (
     (httpx.HTTPStatusError, 502, "upstream_status"),
 )
 _MESSAGES = {
+    "limit_timeout": "the provider's concurrency or rate limit admitted no request in time; "
+    "retry shortly",
+    "circuit_open": "the provider is failing; requests to it are paused until a trial one",
+    "upstream_rate_limited": "the provider is rate limiting this service; retry later",
+    "upstream_unavailable": "the provider is unavailable; retry later",
     "pool_timeout": "every connection to the provider is busy; retry shortly",
     "shutting_down": "the service is shutting down; retry shortly",
     "connect_timeout": "the provider did not accept a connection in time",
@@ -56,16 +65,29 @@ def _handler(status: int, kind: str) -> Any:
             "message": _MESSAGES[kind],
         }
         headers: dict[str, str] = {}
+        answer_status = status
         if isinstance(exc, httpx.HTTPStatusError):
-            body["upstream_status"] = exc.response.status_code
-        if status == 503:
+            upstream = exc.response.status_code
+            body["upstream_status"] = upstream
+            if upstream in (429, 503):
+                # The provider asks for patience: pass its Retry-After on, as a 503.
+                answer_status = 503
+                body["kind"] = (
+                    "upstream_rate_limited" if upstream == 429 else "upstream_unavailable"
+                )
+                body["message"] = _MESSAGES[body["kind"]]
+                wait = parse_retry_after(exc.response.headers)
+                headers["Retry-After"] = str(max(1, math.ceil(wait or 1)))
+        elif isinstance(exc, CircuitOpenError):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_in)))
+        elif status == 503:
             pool_timeout = None
             if isinstance(exc, httpx.RequestError):
                 with_timeout = getattr(exc, "_request", None)
                 timeouts = with_timeout.extensions.get("timeout", {}) if with_timeout else {}
                 pool_timeout = timeouts.get("pool")
             headers["Retry-After"] = str(max(1, math.ceil(pool_timeout or 1)))
-        return JSONResponse({"error": body}, status_code=status, headers=headers)
+        return JSONResponse({"error": body}, status_code=answer_status, headers=headers)
 
     return handle
 
@@ -73,8 +95,11 @@ def _handler(status: int, kind: str) -> Any:
 def install_error_handlers(app: Any) -> None:
     """Answer upstream failures that a route lets through with a JSON error.
 
-    `httpx.PoolTimeout` → 503 with `Retry-After`; a closing pool → 503; timeouts → 504;
-    connect and other transport errors, and `raise_for_status()` errors → 502. The body
+    `httpx.PoolTimeout` (a provider's limit not reached in time too) → 503 with
+    `Retry-After`; an open circuit breaker → 503 with `Retry-After` set to when a trial
+    request goes; a closing pool → 503; timeouts → 504; connect and other transport
+    errors → 502; `raise_for_status()` errors → 502, except an upstream 429 or 503,
+    which becomes a 503 carrying the upstream's `Retry-After`. The body
     is `{"error": {"provider": ..., "kind": ..., "message": ...}}`: no URL, header,
     secret or traceback.
     """

@@ -64,7 +64,9 @@ class PoolLifespan:
         if self._check_routes:
             check_app_dependencies(app, pool)
         app_state = getattr(app, "state", None)
-        async with pool:
+        from .._ops._metrics import publish_metrics  # several workers: /metrics adds them up
+
+        async with pool, publish_metrics(pool):
             if app_state is not None:
                 setattr(app_state, STATE_KEY, pool)
             try:

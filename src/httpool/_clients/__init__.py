@@ -15,6 +15,7 @@ import httpx
 
 from .._config import Provider
 from .._errors import ConfigError
+from .._policy import has_policy, wrap_policy
 from ._gate import TAG, Gate, OpenStreams, open_streams
 from ._httpx import build_async_client, build_sync_client, make_transport
 
@@ -67,7 +68,17 @@ class ProviderClients:
         spec = provider.transport
         if callable(spec) and not isinstance(spec, str | httpx.AsyncBaseTransport):
             spec = spec()  # a factory: one transport per app run, shared by the kinds
-        self.base: Any = spec if not isinstance(spec, str) else None
+        self.base: Any = None  # the engine, made on first use
+        if _spec_is_httpx2(spec):
+            if has_policy(provider):
+                msg = (
+                    f"Provider({provider.name!r}): retry, max_concurrency, rate_limit and "
+                    "breaker need an httpx transport or httpool's engine, not an httpx2 one"
+                )
+                raise ConfigError(msg)
+            self.base = spec
+        elif isinstance(spec, httpx.AsyncBaseTransport):
+            self.base = wrap_policy(provider, spec)
 
     @property
     def default_kind(self) -> type:
@@ -78,9 +89,10 @@ class ProviderClients:
 
     @property
     def engine(self) -> Any:
-        """The transport the clients send through (for stats), made on first use."""
-        if self.base is None:
-            self.base = make_transport(self.provider)
+        """The transport every kind sends through (the provider's policy around the
+        transport its spec names), made on first use."""
+        if self.base is None:  # the policy (retries, limits) wraps it for every kind
+            self.base = wrap_policy(self.provider, make_transport(self.provider))
         return self.base
 
     def get(self, kind: type) -> Any:

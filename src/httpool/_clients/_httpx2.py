@@ -15,8 +15,8 @@ import httpx2
 
 from .._config import Provider
 from .._engine._httpx2 import Httpx2PoolTransport
-from .._engine._transport import PoolTransport
 from .._errors import ConfigError, PoolClosedError
+from .._policy import PolicyTransport, has_policy
 from ._gate import Gate, open_streams
 from ._httpx import common_options
 from ._speedups import MergedURLs
@@ -198,12 +198,17 @@ def _no_proxy(provider: Provider, what: str) -> None:
 
 
 def httpx2_transport(provider: Provider, base: object) -> httpx2.AsyncBaseTransport:
-    """The async httpx2 transport of `provider`, given its resolved engine `base`."""
-    if isinstance(base, PoolTransport):  # the shared engine
-        return Httpx2PoolTransport(engine=base)
+    """The async httpx2 transport of `provider`, given its shared engine `base`.
+
+    On httpool's engine (or with a policy: retries and limits are the provider's, for
+    every kind), the httpx2 adapter sends through that same engine; with
+    `transport="httpx"` and no policy, httpx2's own transport; an httpx2 transport
+    object is used as it is.
+    """
     if isinstance(base, httpx2.AsyncBaseTransport):
         return base
-    if provider.transport in ("httpx", "httpool"):  # httpx2's own pool (and under trio)
+    spec = provider.transport
+    if spec == "httpx" and not has_policy(provider):  # httpx2's own pool, as httpx's is
         _no_proxy(provider, "an httpx2 client on transport='httpx'")
         from ._httpx import _verify
 
@@ -213,6 +218,10 @@ def httpx2_transport(provider: Provider, base: object) -> httpx2.AsyncBaseTransp
             limits=_limits(provider),
             trust_env=provider.trust_env,
         )
+    if isinstance(base, httpx.AsyncBaseTransport) and (
+        spec in ("httpool", "httpx") or isinstance(base, PolicyTransport)
+    ):
+        return Httpx2PoolTransport(engine=base)
     msg = (
         f"Provider({provider.name!r}): its transport ({type(base).__name__}) serves "
         "httpx clients only; for httpx2 clients use transport='httpool' or 'httpx', or "

@@ -75,7 +75,7 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
     httpx2's exceptions of the same names as httpx's.
     """
 
-    def __init__(self, engine: PoolTransport | None = None, **options: Any) -> None:
+    def __init__(self, engine: httpx.AsyncBaseTransport | None = None, **options: Any) -> None:
         limits = options.get("limits")
         if limits is not None and not isinstance(limits, httpx.Limits):
             options["limits"] = as_httpx_limits(limits)
@@ -115,8 +115,9 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
     @property
     def proxy_labels(self) -> list[str]:
         """The engine's proxies, masked."""
-        return self.engine.proxy_labels
+        return list(getattr(self.engine, "proxy_labels", None) or [])
 
     def stats(self) -> dict[str, Any]:
         """The engine's counters (see `PoolTransport.stats`)."""
-        return self.engine.stats()
+        stats = getattr(self.engine, "stats", None)
+        return stats() if callable(stats) else {}

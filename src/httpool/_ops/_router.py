@@ -65,8 +65,16 @@ def router(
     @api.get("/stats", name="httpool_stats", summary="Connection and request counters")
     async def stats(request: Request) -> Response:
         """The pool's stats per provider: connections open, idle and in use, waiters,
-        requests in flight and served, errors by kind."""
-        return JSONResponse(_pool_of(request).stats(), headers=NO_STORE)
+        requests in flight and served, errors by kind. They are the answering worker
+        process's; with `PROMETHEUS_MULTIPROC_DIR` set, the `X-Httpool-Workers` header
+        says how many live workers `/metrics` adds up."""
+        from ._metrics import live_workers
+
+        headers = dict(NO_STORE)
+        workers = live_workers()
+        if workers is not None:
+            headers["X-Httpool-Workers"] = str(workers)
+        return JSONResponse(_pool_of(request).stats(), headers=headers)
 
     @api.get("/health", name="httpool_health", summary="Ping each provider's health_path")
     async def health(request: Request) -> Response:
@@ -128,7 +136,9 @@ async def check_health(pool: ClientPool, seconds: float) -> dict[str, dict[str, 
 
     Each result is `{"status": "ok" | "fail" | "skipped", "ok", "status_code",
     "latency_ms"}`, with `"error"` (an exception class name or `"timeout"`) when no
-    response came. Nothing of the URL, the headers or the error text is included.
+    response came, and `"breaker"` (its state and seconds to the next trial) for a
+    provider with a circuit breaker. Nothing of the URL, the headers or the error text
+    is included.
     """
     results: dict[str, dict[str, Any]] = {}
     async with anyio.create_task_group() as group:
@@ -138,6 +148,10 @@ async def check_health(pool: ClientPool, seconds: float) -> dict[str, dict[str, 
             else:
                 results[name] = {}
                 group.start_soon(_probe, pool, name, provider.health_path, seconds, results)
+    for name, entry in pool.stats().items():
+        breaker = entry.get("breaker")
+        if name in results and isinstance(breaker, dict):
+            results[name]["breaker"] = {k: breaker[k] for k in ("state", "retry_in")}
     return results
 
 
