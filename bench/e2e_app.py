@@ -35,7 +35,7 @@ from .variants import LIMITS
 
 __all__ = ["E2E_VARIANTS", "create_app"]
 
-E2E_VARIANTS: Final = ("httpool", "naive", "httpx-aiohttp", "aiohttp")
+E2E_VARIANTS: Final = ("httpool", "httpool-httpx2", "naive", "httpx-aiohttp", "aiohttp")
 #: Runs in every round too, but is no client: it answers without an upstream call.
 CONTROL: Final = "control"
 
@@ -48,6 +48,22 @@ def _httpool_app(upstream: str) -> FastAPI:
 
     @app.get("/proxy")
     async def proxy(up: UpClient) -> Any:
+        response = await up.get("/embed")
+        response.raise_for_status()
+        return response.json()
+
+    return app
+
+
+def _httpool_httpx2_app(upstream: str) -> FastAPI:
+    """The httpool app with the route on the provider's `httpx2.AsyncClient` (same engine)."""
+    import httpx2
+
+    app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream)))
+    dependency = httpool.client("up", httpx2.AsyncClient)
+
+    @app.get("/proxy")
+    async def proxy(up: httpx2.AsyncClient = dependency) -> Any:
         response = await up.get("/embed")
         response.raise_for_status()
         return response.json()
@@ -123,6 +139,8 @@ def _control_app() -> FastAPI:
 def _app(variant: str, upstream: str) -> FastAPI:
     if variant == "httpool":
         return _httpool_app(upstream)
+    if variant == "httpool-httpx2":
+        return _httpool_httpx2_app(upstream)
     if variant in {"naive", "httpx-aiohttp"}:
         return _shared_httpx_app(upstream, aiohttp_transport=variant == "httpx-aiohttp")
     if variant == "aiohttp":

@@ -11,6 +11,7 @@ __all__ = ["COLORS", "write_plots"]
 
 COLORS = {
     "httpool": "#2a7ab0",
+    "httpool-httpx2": "#6fa8dc",
     "naive": "#c0392b",
     "httpx": "#c0392b",
     "httpx-aiohttp": "#8e7cc3",

@@ -29,9 +29,9 @@ __all__ = [
 Fetch = Callable[[str], Awaitable[int]]
 
 #: Client variants in the order they run in every round.
-VARIANTS: Final = ("httpool", "httpx", "httpx-aiohttp", "aiohttp")
+VARIANTS: Final = ("httpool", "httpool-httpx2", "httpx", "httpx-aiohttp", "aiohttp")
 #: The variants that can speak HTTP/2.
-HTTP2_CAPABLE: Final = frozenset({"httpool", "httpx"})
+HTTP2_CAPABLE: Final = frozenset({"httpool", "httpool-httpx2", "httpx"})
 #: The same limits for every variant: httpool's defaults (100 connections, all kept alive).
 LIMITS: Final = httpx.Limits(
     max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0
@@ -81,6 +81,26 @@ async def _httpx_family(
 
 
 @contextlib.asynccontextmanager
+async def _httpx2(base_url: str, ca: str | None, http2: bool) -> AsyncIterator[Fetch]:
+    """An `httpx2.AsyncClient` on httpool's engine (its httpx2 adapter)."""
+    import httpx2
+
+    import httpool
+
+    transport = httpool.Httpx2PoolTransport(verify=_verify(ca), http2=http2, limits=LIMITS)
+    timeout = httpx2.Timeout(TIMEOUT.read)
+    async with httpx2.AsyncClient(base_url=base_url, transport=transport, timeout=timeout) as c:
+
+        async def fetch(path: str) -> int:
+            response = await c.get(path)
+            if response.status_code != 200:
+                raise RuntimeError(f"status {response.status_code}")
+            return len(response.content)
+
+        yield fetch
+
+
+@contextlib.asynccontextmanager
 async def _aiohttp(base_url: str, ca: str | None) -> AsyncIterator[Fetch]:
     import aiohttp
 
@@ -110,6 +130,8 @@ def open_client(
         raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
     if name == "aiohttp":
         return _aiohttp(base_url, ca)
+    if name == "httpool-httpx2":
+        return _httpx2(base_url, ca, http2)
     return _httpx_family(name, base_url, ca, http2 and name in HTTP2_CAPABLE)
 
 

@@ -70,6 +70,7 @@ from urllib.parse import parse_qs
 import trustme
 
 from .transport.servers import serve_uvicorn
+from .upstream import free_port
 
 START_TIMEOUT = 10.0  # seconds for nginx to listen, or to stop
 LOG_FIELDS = (
@@ -176,13 +177,6 @@ class Nginx:
         """nginx's error log so far."""
         path = self.prefix / "logs" / "error.log"
         return path.read_text() if path.exists() else ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _listening(port: int) -> bool:
@@ -327,7 +321,7 @@ def run_nginx(
             counting = CountingUpstream()
             counting.port = stack.enter_context(serve_uvicorn(counting.app()))
         for _attempt in range(3):  # a random port may be taken between the probe and nginx
-            http_port, https_port = _free_port(), _free_port()
+            http_port, https_port = free_port(), free_port()
             conf = prefix / "conf" / "nginx.conf"
             conf.write_text(
                 render_config(

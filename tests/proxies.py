@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .upstream import free_port
+
 ONLY_PROXY_HOST = "only-the-proxy.test"
 
 
@@ -166,13 +168,6 @@ def serve_proxy(**options: object) -> Iterator[ProxyLog]:
         loop.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class PProxy:
     """A running pproxy: its URL and the file where it logs each connection (`-v`)."""
@@ -188,7 +183,7 @@ class PProxy:
 @contextlib.contextmanager
 def serve_pproxy(scheme: str, folder: Path, auth: str = "") -> Iterator[PProxy]:
     """Run pproxy's SOCKS server (`socks5` or `socks4`) on 127.0.0.1; yield it."""
-    port = _free_port()
+    port = free_port()
     listen = f"{scheme}://127.0.0.1:{port}" + (f"#{auth}" if auth else "")
     # pproxy's own script picks uvloop when installed, and then fails to start on
     # Python 3.11+ (no current event loop): run it on asyncio's loop

@@ -27,7 +27,7 @@ from example_app.app import DEFAULT_STUB_URL, create_app, load_providers
 from example_app.serving import serve_in_thread
 from example_app.stub_upstream import DIMENSIONS, StubState, create_stub_app, fake_vector
 
-from .upstream import Upstream
+from .upstream import Upstream, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 WRONG_KEY = "sk-wrong-key-4242-do-not-leak"
@@ -98,14 +98,6 @@ def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.02)
     return condition()
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on (just now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def port_is_free(port: int) -> bool:

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the routes' annotations.
 import asyncio
-import socket
 import threading
 import time
 from typing import Annotated, Any
@@ -15,7 +14,7 @@ from fastapi.testclient import TestClient
 
 import httpool
 
-from .upstream import Upstream, serve_app, serve_upstream
+from .upstream import Upstream, free_port, serve_app, serve_upstream
 
 Up = Annotated[httpx.AsyncClient, httpool.client("up")]
 
@@ -85,13 +84,6 @@ def test_pool_exhaustion_is_a_503_with_retry_after(upstream: Upstream) -> None:
         assert response.json()["error"]["kind"] == "pool_timeout"
         assert waited < 2.0
         assert client.get("/quick").status_code == 200  # serves normally afterwards
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (yet)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_upstream_down_then_back() -> None:

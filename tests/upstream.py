@@ -120,15 +120,44 @@ def make_app(seen: Upstream) -> Any:
     return app
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @contextlib.contextmanager
-def serve_app(app: Any, *, port: int = 0, keep_alive: int = 30) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yield its URL; stop on exit."""
+def serve_app(
+    app: Any,
+    *,
+    port: int = 0,
+    keep_alive: float = 30,
+    ssl: dict[str, str] | None = None,
+    ws: str = "auto",
+    lifespan: str = "auto",
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yield its URL; stop on exit.
+
+    The one uvicorn-in-a-thread helper of the tests; `ssl` is `{"cert": ..., "key": ...}`
+    for https.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
+    options: dict[str, Any] = (
+        {"ssl_certfile": ssl["cert"], "ssl_keyfile": ssl["key"]} if ssl else {}
+    )
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="auto", timeout_keep_alive=keep_alive, http="h11"
+        app,
+        log_level="warning",
+        lifespan=lifespan,  # type: ignore[arg-type]  # one of uvicorn's names
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float works as well
+        http="h11",
+        ws=ws,  # type: ignore[arg-type]  # one of uvicorn's names, checked by uvicorn
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -141,7 +170,7 @@ def serve_app(app: Any, *, port: int = 0, keep_alive: int = 30) -> Iterator[str]
         sock.close()
         raise RuntimeError("the test server did not start")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if ssl else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

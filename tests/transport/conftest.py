@@ -19,12 +19,6 @@ from .servers import RawH2Server, RawHTTPServer, Seen, counting_app, serve_grani
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    """httpool's transport runs on asyncio."""
-    return "asyncio"
-
-
-@pytest.fixture
 async def raw_server() -> AsyncIterator[RawHTTPServer]:
     """A raw HTTP/1.1 server on the test's loop whose misbehaviour a test can switch on."""
     server = RawHTTPServer()

@@ -10,7 +10,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,8 +22,9 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import uvicorn
 from hyperframe.frame import GoAwayFrame
+
+from ..upstream import free_port, serve_app
 
 HERE = Path(__file__).parent
 
@@ -82,35 +82,9 @@ def counting_app(seen: Seen) -> Any:
 def serve_uvicorn(
     app: Any, *, keep_alive: float = 30, ssl: dict[str, str] | None = None, ws: str = "auto"
 ) -> Iterator[int]:
-    """Serve `app` with uvicorn in a thread on 127.0.0.1; yield the port; stop on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    options: dict[str, Any] = (
-        {"ssl_certfile": ssl["cert"], "ssl_keyfile": ssl["key"]} if ssl else {}
-    )
-    config = uvicorn.Config(
-        app,
-        log_level="error",
-        lifespan="off",
-        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float works as well
-        http="h11",
-        ws=ws,  # type: ignore[arg-type]  # one of uvicorn's names, checked by uvicorn
-        **options,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        assert server.started, "uvicorn did not start"
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    """Serve `app` with uvicorn in a thread on 127.0.0.1 (no lifespan); yield the port."""
+    with serve_app(app, keep_alive=keep_alive, ssl=ssl, ws=ws, lifespan="off") as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 # -- granian (HTTP/2 over TLS) -----------------------------------------------------------
@@ -124,14 +98,6 @@ def wait_for_port(port: int, timeout: float = 20) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
