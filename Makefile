@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy src tests/typing
+	$(BIN)/mypy src tests
 
 pytest: install
 	$(BIN)/pytest --cov --cov-report=term

@@ -110,8 +110,8 @@ class ForwardProxy:
             await self._refuse(writer, self._deny)
             return
         if method == "CONNECT":
-            host, _, port = target.rpartition(":")
-            upstream = await asyncio.open_connection(self._hosts.get(host, host), int(port))
+            host, _, port_text = target.rpartition(":")
+            upstream = await asyncio.open_connection(self._hosts.get(host, host), int(port_text))
             self.log.tunnels.append(target)
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()
@@ -133,7 +133,7 @@ def serve_proxy(**options: object) -> Iterator[ProxyLog]:
     proxy = ForwardProxy(**options)  # type: ignore[arg-type]
     loop = asyncio.new_event_loop()
     started = threading.Event()
-    holder: dict[str, asyncio.AbstractServer] = {}
+    holder: dict[str, asyncio.Server] = {}
 
     async def start() -> None:
         holder["server"] = await asyncio.start_server(proxy.handle, "127.0.0.1", 0, ssl=proxy._tls)
@@ -148,7 +148,7 @@ def serve_proxy(**options: object) -> Iterator[ProxyLog]:
     thread.start()
     if not started.wait(10):
         raise RuntimeError("the test proxy did not start")
-    server = holder["server"]
+    server: asyncio.Server = holder["server"]
     port = server.sockets[0].getsockname()[1]
     scheme = "https" if proxy._tls is not None else "http"
     proxy.log.url = f"{scheme}://127.0.0.1:{port}"
@@ -213,7 +213,7 @@ def serve_pproxy(scheme: str, folder: Path, auth: str = "") -> Iterator[PProxy]:
         out.close()
 
 
-async def start_socks4a(seen: list[str]) -> asyncio.AbstractServer:
+async def start_socks4a(seen: list[str]) -> asyncio.Server:
     """A SOCKS4a server on the running loop (pproxy's SOCKS4 server does not do 4a): it
     resolves names only it knows (`only-the-proxy.test`) and records each target."""
 

@@ -55,6 +55,6 @@ def test_the_httpx2_twin_is_there_on_demand() -> None:
     import httpx2
 
     transport = httpool.Httpx2PoolTransport()
-    assert isinstance(transport, httpx2.AsyncBaseTransport)
     assert isinstance(transport.engine, httpool.PoolTransport)
+    assert isinstance(transport, httpx2.AsyncBaseTransport)
     assert "Httpx2PoolTransport" not in httpool.__all__

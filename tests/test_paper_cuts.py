@@ -109,12 +109,12 @@ def test_timeout_starts_from_httpools_defaults() -> None:
     ("call", "field"),
     [
         (lambda: httpool.limits(max_connections=0), "max_connections=0"),
-        (lambda: httpool.limits(max_keepalive_connections=2.5), "max_keepalive_connections=2.5"),
+        (lambda: httpool.limits(max_keepalive_connections=2.5), "max_keepalive_connections=2.5"),  # type: ignore[arg-type]  # bad on purpose
         (lambda: httpool.limits(max_connections=True), "max_connections=True"),
         (lambda: httpool.limits(keepalive_expiry=-1), "keepalive_expiry=-1"),
         (lambda: httpool.timeout(read=float("nan")), "read=nan"),
         (lambda: httpool.timeout(connect=0), "connect=0"),
-        (lambda: httpool.timeout(pool="10"), "pool='10'"),
+        (lambda: httpool.timeout(pool="10"), "pool='10'"),  # type: ignore[arg-type]  # bad on purpose
     ],
 )
 def test_the_helpers_refuse_bad_values_naming_the_field(call: object, field: str) -> None:

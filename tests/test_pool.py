@@ -45,7 +45,7 @@ async def test_lifecycle_states() -> None:
     with pytest.raises(httpool.PoolClosedError, match="'a'.*unopened"):
         pool.client("a")
     async with pool:
-        assert pool.state is httpool.PoolState.OPEN
+        assert pool.state is httpool.PoolState.OPEN  # type: ignore[comparison-overlap]  # mypy keeps the narrowing from before the `async with`
         assert isinstance(pool.client("a"), httpx.AsyncClient)
     assert pool.state is httpool.PoolState.CLOSED
     with pytest.raises(httpool.PoolClosedError, match="'a'.*closed"):
@@ -240,7 +240,7 @@ async def test_sync_client_is_made_once(upstream: Upstream) -> None:
             clients.append(c)
             statuses.append(c.get("/ping").status_code)
 
-        await anyio.to_thread.run_sync(lambda: [worker() for _ in range(5)])
+        await anyio.to_thread.run_sync(lambda: [worker() for _ in range(5)])  # type: ignore[func-returns-value]  # run for effect
         assert len({id(c) for c in clients}) == 1
         assert statuses == [200] * 5
         with pytest.raises(httpool.UnknownProviderError):
@@ -353,7 +353,7 @@ async def test_failed_opening_is_rolled_back_and_can_open_again() -> None:
         pool.client("first")
     broken["now"] = False
     async with pool:
-        assert pool.state is httpool.PoolState.OPEN
+        assert pool.state is httpool.PoolState.OPEN  # type: ignore[comparison-overlap]  # as above
         assert (await pool.client("second").get("/")).status_code == 204
     assert pool.state is httpool.PoolState.CLOSED
     broken["now"] = True

@@ -52,7 +52,7 @@ def test_provider_takes_a_proxy_and_masks_its_credentials() -> None:
 def test_a_bad_proxy_is_a_config_error_naming_the_field(value: object) -> None:
     """A proxy that cannot work fails at construction, naming the field, never the password."""
     with pytest.raises(httpool.ConfigError, match=r"Provider\('p'\)\.proxy") as info:
-        httpool.Provider("p", base_url="https://api.example.com", proxy=value)
+        httpool.Provider("p", base_url="https://api.example.com", proxy=value)  # type: ignore[arg-type]  # bad on purpose
     assert "s3cret-pw" not in str(info.value)
 
 

@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import httpool
-from httpool._settings import FIELDS, per_worker, providers_from_env
+from httpool._budget import per_worker
+from httpool._settings import FIELDS, providers_from_env
 
 from .upstream import Upstream
 

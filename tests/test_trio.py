@@ -21,8 +21,8 @@ import pytest
 import httpool
 from httpool._clients import _httpx as _clients
 
-from .transport.servers import free_port, wait_for_port
-from .upstream import Upstream
+from .transport.servers import wait_for_port
+from .upstream import Upstream, free_port
 
 pytestmark = pytest.mark.anyio
 HERE = Path(__file__).parent

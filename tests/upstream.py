@@ -156,7 +156,7 @@ def serve_app(
         lifespan=lifespan,  # type: ignore[arg-type]  # one of uvicorn's names
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float works as well
         http="h11",
-        ws=ws,  # type: ignore[arg-type]  # one of uvicorn's names, checked by uvicorn
+        ws=ws,
         **options,
     )
     server = uvicorn.Server(config)

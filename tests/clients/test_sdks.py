@@ -225,7 +225,6 @@ async def test_anthropic_refuses_an_httpx_client_so_ask_for_httpx2(
     """The Anthropic SDK refuses httpx's client: the reason the httpx2 kind exists."""
     _, url = fake
     async with httpool.ClientPool(httpool.Provider("anthropic", base_url=url)) as pool:
+        wrong: Any = pool.client("anthropic")  # an httpx client, refused at run time
         with pytest.raises(TypeError, match="httpx2"):
-            anthropic.AsyncAnthropic(
-                api_key=KEY, base_url=url, http_client=pool.client("anthropic")
-            )  # type: ignore[arg-type]
+            anthropic.AsyncAnthropic(api_key=KEY, base_url=url, http_client=wrong)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import httpx
@@ -144,7 +146,7 @@ async def test_a_streamed_request_body_is_never_retried(stub: Stub) -> None:
     """A body from an async iterator cannot be sent twice: the 503 is returned."""
     stub.plan.append((503, {}))
 
-    async def body() -> object:
+    async def body() -> AsyncIterator[bytes]:
         yield b"chunk"
 
     async with pool(stub, retry=FAST) as p:
@@ -189,12 +191,12 @@ async def test_connect_errors_are_retried_then_raised() -> None:
     assert stats["retries_by_reason"] == {"connect": 2}
 
 
-def socket_closed_port() -> object:
+def socket_closed_port() -> contextlib.AbstractContextManager[int]:
     import contextlib
     import socket
 
     @contextlib.contextmanager
-    def closed() -> object:
+    def closed() -> Iterator[int]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

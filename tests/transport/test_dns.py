@@ -166,7 +166,8 @@ async def test_happy_eyeballs_staggers_past_an_address_that_does_not_answer() ->
     await asyncio.sleep(0.1)
     addresses = [(socket.AF_INET, full.getsockname()), (socket.AF_INET, ("127.0.0.1", port))]
     try:
-        sock = await asyncio.wait_for(happy_eyeballs(addresses, delay=0.1), 3.0)
+        connecting = happy_eyeballs(addresses, delay=0.1)  # type: ignore[arg-type]  # AddressFamily is an int
+        sock = await asyncio.wait_for(connecting, 3.0)
         assert sock.getpeername()[1] == port
         sock.close()
     finally:

@@ -250,7 +250,7 @@ def status_line(draw: st.DrawFn, tags: set[str], final: bool) -> bytes:
     )
     if tag:
         tags.add(tag)
-    return version + b" %03d" % code + reason + draw(EOL)
+    return bytes(version + b" %03d" % code + reason + draw(EOL))
 
 
 @st.composite
@@ -287,7 +287,7 @@ def chunked_body(draw: st.DrawFn, payload: bytes) -> bytes:
             weight=20,
         )
     )
-    return out
+    return bytes(out)
 
 
 @st.composite
@@ -328,7 +328,7 @@ def final_response(draw: st.DrawFn, tags: set[str]) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         head += draw(st.sampled_from([b"Connection: close", b"connection: keep-alive, Close"]))
         head += eol
-    return head + draw(EOL) + body
+    return bytes(head + draw(EOL) + body)
 
 
 @st.composite
@@ -337,8 +337,8 @@ def interim_response(draw: st.DrawFn, tags: set[str]) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         head += b"Content-Length: 5" + draw(EOL) + draw(EOL) + b"hello"
         tags.add("1xx_body")
-        return head
-    return head + draw(EOL)
+        return bytes(head)
+    return bytes(head + draw(EOL))
 
 
 @st.composite

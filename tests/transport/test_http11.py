@@ -11,7 +11,7 @@ from typing import Any
 import httpcore
 import httpx
 import pytest
-from httpx_ws import aconnect_ws
+from httpx_ws import AsyncWebSocketSession, aconnect_ws
 
 from httpool._engine._http11 import HTTP11Connection
 from httpool._engine._transport import PoolTransport
@@ -303,6 +303,7 @@ async def test_websocket_upgrade_with_httpx_ws() -> None:
             PoolTransport() as transport,
             httpx.AsyncClient(transport=transport, base_url=f"http://127.0.0.1:{port}") as client,
         ):
+            ws: AsyncWebSocketSession
             async with aconnect_ws("/ws", client) as ws:
                 for i in range(3):
                     await ws.send_text(f"hello {i}")

@@ -26,8 +26,9 @@ import pytest
 
 from httpool._engine._transport import PoolTransport
 
+from ..upstream import free_port
 from .conftest import assert_clean, client_context
-from .servers import free_port, serve_uvicorn, wait_for_port
+from .servers import serve_uvicorn, wait_for_port
 
 pytestmark = [
     pytest.mark.anyio,

@@ -22,8 +22,9 @@ import pytest
 
 from httpool._engine._transport import PoolTransport
 
+from ..upstream import free_port
 from .conftest import assert_clean, client_context
-from .servers import HERE, free_port, serve_granian, wait_for_port
+from .servers import HERE, serve_granian, wait_for_port
 
 pytestmark = pytest.mark.anyio
 

@@ -8,12 +8,13 @@ the request went through it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 import httpool
+from httpool._config import TransportName
 
 from ..proxies import ONLY_PROXY_HOST, ProxyLog, serve_proxy
 from ..upstream import Upstream, serve_upstream
@@ -61,7 +62,7 @@ async def _get(provider: httpool.Provider, kind: str, path: str = "/ok") -> http
 
 
 def _provider(base_url: str, kind: str, **options: Any) -> httpool.Provider:
-    transport = "httpool" if kind == "sync" else kind
+    transport = cast("TransportName", "httpool" if kind == "sync" else kind)
     if transport == "aiohttp":
         pytest.importorskip("httpx_aiohttp")
     return httpool.Provider("p", base_url=base_url, transport=transport, **options)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 import httpool
+from httpool._config import TransportName
 from httpool._engine._transport import PoolTransport
 
 from ..proxies import ONLY_PROXY_HOST, PProxy, serve_pproxy, start_socks4a
@@ -143,7 +144,7 @@ async def test_socks5_for_every_transport_that_speaks_it(
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ALL_PROXY", socks5.url)
-    transport = "httpool" if kind == "sync" else kind
+    transport = cast("TransportName", "httpool" if kind == "sync" else kind)
     base = f"http://localhost:{_port(plain_upstream.url)}"
     provider = httpool.Provider("p", base_url=base, transport=transport)
     async with httpool.ClientPool(provider) as pool:

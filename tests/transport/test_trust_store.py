@@ -8,12 +8,13 @@ names: pointing it at the test CA stands in for a company CA installed in the sy
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 import httpool
+from httpool._config import TransportName
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +47,7 @@ async def _get(provider: httpool.Provider, kind: str) -> httpx.Response:
 
 
 def _provider(url: str, kind: str, **options: Any) -> httpool.Provider:
-    transport = "httpool" if kind == "sync" else kind
+    transport = cast("TransportName", "httpool" if kind == "sync" else kind)
     if transport == "aiohttp":
         pytest.importorskip("httpx_aiohttp")
     return httpool.Provider("p", base_url=url, transport=transport, http2=False, **options)
