@@ -38,7 +38,7 @@ Per-test settings are keyword arguments of `run_nginx` (`keepalive_requests`,
         assert server.upstream.runs["p1"] == 1                 # ran exactly once
 
 `start_nginx` may be called more than once in a test (each nginx gets its own folder
-and ports); all are stopped when the test ends. In `tests/transport`, the fixtures are
+and ports); all are stopped when the test ends. In `tests/engine`, the fixtures are
 found through `tests/conftest.py`; `Nginx` and `StartNginx` are imported from
 `tests.nginx` for the annotations.
 
@@ -69,7 +69,7 @@ from urllib.parse import parse_qs
 
 import trustme
 
-from .transport.servers import serve_uvicorn
+from .engine.servers import serve_uvicorn
 from .upstream import free_port
 
 START_TIMEOUT = 10.0  # seconds for nginx to listen, or to stop

@@ -21,7 +21,7 @@ import pytest
 import httpool
 from httpool._clients import _httpx as _clients
 
-from .transport.servers import wait_for_port
+from .engine.servers import wait_for_port
 from .upstream import Upstream, free_port
 
 pytestmark = pytest.mark.anyio

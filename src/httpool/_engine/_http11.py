@@ -6,7 +6,7 @@
 refused. Responses are parsed as h11 parses them (RFC 9112: obs-fold unfolded, bare LF
 accepted, values stripped of surrounding whitespace, only `chunked` as a transfer
 coding), with a bounded head and header count; the few places where httpool is stricter
-than h11 are listed in `tests/transport/test_h11_differential.py`. A connection with any
+than h11 are listed in `tests/engine/test_h11_differential.py`. A connection with any
 byte left over after a response is never reused.
 
 The parser is a handful of regular expressions on the bytes read: a response head is
