@@ -225,3 +225,41 @@ async def test_the_policy_serves_every_kind(upstream: Upstream) -> None:
     assert stats["retries_by_reason"] == {"503": 2}
     assert stats["answers"]["5xx"] == 4
     assert stats["concurrency"]["limit"] == 4
+
+
+async def test_wrong_kinds_and_options_are_named(upstream: Upstream) -> None:
+    """Unknown kinds, an httpx.Auth, a proxy on httpx2's own transport: clear errors."""
+    plain = httpool.Provider("up", base_url=upstream.url)
+    with_auth = httpool.Provider(
+        "authed", base_url=upstream.url, auth=httpx.BasicAuth("u", "p"), transport="httpx"
+    )
+    proxied = httpool.Provider(
+        "proxied", base_url=upstream.url, transport="httpx", proxy="http://127.0.0.1:9"
+    )
+    async with httpool.ClientPool(plain, with_auth, proxied) as pool:
+        with pytest.raises(TypeError, match="unknown kind of client"):
+            pool.client("up", dict)  # type: ignore[call-overload]  # a wrong kind on purpose
+        with pytest.raises(httpool.ConfigError, match=r"httpx\.Auth"):
+            pool.client("authed", httpx2.AsyncClient)
+        with pytest.raises(httpool.ConfigError, match="proxy"):
+            pool.client("proxied", httpx2.AsyncClient)
+        with pytest.raises(httpool.ConfigError, match="proxy"):
+            pool.sync_client("proxied", httpx2.Client)
+        assert repr(pool.client("up", httpx2.AsyncClient)) == "<httpool httpx2 client 'up'>"
+        sync = pool.sync_client("up", httpx2.Client)
+        assert repr(sync) == "<httpool httpx2 sync client 'up'>"
+        sync.close()  # refused: the pool owns it
+        with sync:
+            pass
+        assert sync.get("/s").status_code == 200
+
+
+def test_a_policy_needs_an_engine_it_can_wrap() -> None:
+    """Retries or limits on an httpx2 transport object are refused, naming the fields."""
+    mock = httpx2.MockTransport(lambda request: httpx2.Response(200))
+    provider = httpool.Provider("m", base_url="https://a.test", transport=mock, retry=True)
+    pool = httpool.ClientPool(provider)
+    import anyio
+
+    with pytest.raises(httpool.ConfigError, match="rate_limit"):
+        anyio.run(pool.open)
