@@ -238,7 +238,7 @@ async def test_wrong_kinds_and_options_are_named(upstream: Upstream) -> None:
     )
     async with httpool.ClientPool(plain, with_auth, proxied) as pool:
         with pytest.raises(TypeError, match="unknown kind of client"):
-            pool.client("up", dict)  # type: ignore[call-overload]  # a wrong kind on purpose
+            pool.client("up", dict)  # type: ignore[arg-type]  # a wrong kind on purpose
         with pytest.raises(httpool.ConfigError, match=r"httpx\.Auth"):
             pool.client("authed", httpx2.AsyncClient)
         with pytest.raises(httpool.ConfigError, match="proxy"):
