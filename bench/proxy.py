@@ -115,7 +115,7 @@ async def _load(client: httpx.AsyncClient, url: str, requests: int, concurrency:
 async def _measure(args: argparse.Namespace, ca: Path, upstream: str, proxy: str) -> dict[str, Any]:
     import httpool
 
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
     provider = httpool.Provider(
         "bench",
         base_url=upstream,
