@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
-from . import client_level, connections, e2e, latency, ratelimit
+from . import client_level, connections, e2e, latency, proxy, ratelimit
 from .baseline import Tree, check_import, current_tree, export
 from .certs import make_certs
 from .docs_page import update_page
@@ -39,7 +39,7 @@ from .report import machine_info, render_text, write_json
 from .servers import UPSTREAMS, start_upstreams
 from .settings import FULL, QUICK, Settings
 
-SECTIONS: Final = ("client", "e2e", "connections", "latency", "ratelimit")
+SECTIONS: Final = ("client", "e2e", "connections", "latency", "ratelimit", "proxy")
 RESULTS: Final = ROOT / "bench" / "results"
 IMAGES: Final = ROOT / "docs" / "img" / "bench"
 PAGE: Final = ROOT / "docs" / "performance.md"
@@ -173,6 +173,9 @@ def run(
         if "ratelimit" in sections:
             print("rate limits ...", file=sys.stderr)
             results["ratelimit"] = ratelimit.run(sup)
+        if "proxy" in sections:
+            print("through a CONNECT proxy ...", file=sys.stderr)
+            results["proxy"] = proxy.run(rounds=settings.rounds)
     if trees:
         results["baseline"] = trees[1].label
         results["trees"] = {t.label: {**t.meta(), "imported_by": imported[t.label]} for t in trees}

@@ -157,19 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve_proxy:
         asyncio.run(_serve_proxy(args.serve_proxy))
         return
-    with tempfile.TemporaryDirectory() as folder:
-        certs = make_certs(Path(folder))
-        up_port, proxy_port = _free_port(), _free_port()
-        tls = ("--tls", str(certs.chain), str(certs.key))
-        with (
-            _process("-m", "bench.upstream", "--port", str(up_port), *tls),
-            _process("-m", "bench.proxy", "--serve-proxy", str(proxy_port)),
-        ):
-            result = asyncio.run(
-                _measure(
-                    args, certs.ca, f"https://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}"
-                )
-            )
+    result = run(args.requests, args.concurrency, args.rounds)
     medians = result["median_rps"]
     print(
         f"through a local CONNECT proxy, {args.requests} GETs at concurrency "
@@ -179,6 +167,25 @@ def main(argv: list[str] | None = None) -> None:
         f"  ratio   {result['httpool_over_httpx']:8.2f}x"
     )
     print(json.dumps(result))
+
+
+def run(requests: int = 3000, concurrency: int = 64, rounds: int = 3) -> dict[str, Any]:
+    """The figure `make bench` quotes: both clients through the proxy, interleaved rounds."""
+    args = argparse.Namespace(requests=requests, concurrency=concurrency, rounds=rounds)
+    with tempfile.TemporaryDirectory() as folder:
+        certs = make_certs(Path(folder))
+        up_port, proxy_port = _free_port(), _free_port()
+        tls = ("--tls", str(certs.chain), str(certs.key))
+        with (
+            _process("-m", "bench.upstream", "--port", str(up_port), *tls),
+            _process("-m", "bench.proxy", "--serve-proxy", str(proxy_port)),
+        ):
+            result: dict[str, Any] = asyncio.run(
+                _measure(
+                    args, certs.ca, f"https://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}"
+                )
+            )
+    return result
 
 
 if __name__ == "__main__":

@@ -256,6 +256,21 @@ def render_text(results: dict[str, Any]) -> str:
             f"End to end, FastAPI + uvicorn, loaded by {e2e[0]['tool']} (median of rounds)\n"
             + table([*headers, "httpool ÷"], rows)
         )
+    through = results.get("proxy")
+    if through:
+        rps = through["median_rps"]
+        parts.append(
+            f"Client level through a local CONNECT proxy, {through['requests']} GETs at "
+            f"concurrency {through['concurrency']} (median of rounds)\n"
+            + table(
+                ["client", "req/s"],
+                [
+                    ["httpool", _cell(rps["httpool"])],
+                    ["httpx.AsyncClient(proxy=...)", _cell(rps["httpx"])],
+                    ["httpool ÷ httpx", _cell(through["httpool_over_httpx"], 2)],
+                ],
+            )
+        )
     conns = results.get("connections") or []
     if conns:
         rows = [

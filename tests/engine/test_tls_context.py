@@ -148,3 +148,24 @@ def test_client_certificate_with_a_given_context_is_refused(tls: dict[str, Any])
     """cert= with a caller's context would load into that context: refused, saying what to do."""
     with pytest.raises(ValueError, match="load_cert_chain"):
         PoolTransport(verify=client_context(tls), cert=tls["cert"])
+
+
+async def test_a_ca_path_gives_a_context_httpool_makes_without_httpx_deprecation(
+    granian_auto: tuple[str, int], tls: dict[str, Any]
+) -> None:
+    """verify=<CA file> (httpx 0.28 deprecates paths): httpool makes the context itself,
+    offering what http2 asks, on its own transport and on httpx's, with no warning
+    (warnings are errors in these tests)."""
+    url, _ = granian_auto
+    ca_file = tls["cert"].replace("cert.pem", "ca-path.pem")
+    tls["ca"].cert_pem.write_to_path(ca_file)
+    for http2, expected in ((True, "HTTP/2"), (False, "HTTP/1.1")):
+        async with (
+            PoolTransport(verify=ca_file, http2=http2) as transport,
+            httpx.AsyncClient(transport=transport, base_url=url) as client,
+        ):
+            assert await _version(client, "/") == expected
+    for transport_name in ("httpool", "httpx"):
+        provider = httpool.Provider("p", base_url=url, verify=ca_file, transport=transport_name)
+        async with httpool.ClientPool(provider) as pool:
+            assert await _version(pool.client("p"), "/") == "HTTP/2"

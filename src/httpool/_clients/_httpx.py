@@ -316,14 +316,15 @@ def _routes(provider: Provider, where: str) -> Any:
 
 
 def _verify(provider: Provider) -> Any:
-    """`verify` for httpx's and aiohttp's transports: `"system"` becomes a truststore context.
+    """`verify` for httpx's and aiohttp's transports: `"system"` becomes a truststore
+    context, a CA path a context of its own (httpx deprecates paths).
 
-    httpool's own transport takes `"system"` as it is and offers its ALPN protocols.
+    httpool's own transport takes both as they are and offers its ALPN protocols.
     """
-    if provider.verify == "system":
-        from .._engine._truststore import system_context
+    if isinstance(provider.verify, str):
+        from .._engine._truststore import path_context, system_context
 
-        return system_context()
+        return system_context() if provider.verify == "system" else path_context(provider.verify)
     return provider.verify
 
 

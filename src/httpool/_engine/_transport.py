@@ -26,7 +26,7 @@ from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
 from ._proxy import Routes
 from ._records import Key
 from ._scheduler import Conn, Scheduler, TransportClosedError
-from ._truststore import SYSTEM, system_context
+from ._truststore import SYSTEM, path_context, system_context
 
 if TYPE_CHECKING:
     import httpx2
@@ -85,8 +85,8 @@ def _ssl_context(
             )
             raise ValueError(msg)
         return verify
-    if verify == SYSTEM:  # the OS trust store, through truststore
-        context = system_context()
+    if isinstance(verify, str):  # the OS trust store (truststore), or a CA path
+        context = system_context() if verify == SYSTEM else path_context(verify)
         if cert is not None:
             context.load_cert_chain(*((cert,) if isinstance(cert, str) else cert))
     else:
