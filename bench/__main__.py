@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline is not None:
         if not {"client", "e2e"} & set(sections):
             sys.exit("--baseline compares the client and e2e sections; add --only client or e2e")
-        # issue 9's ratio needs h2-tls against h1-tls, also in a --quick run
+        # the HTTP/2 goal's ratio needs h2-tls against h1-tls, also in a --quick run
         settings = settings.replace(client_upstreams=UPSTREAMS)
     full = not args.quick and not args.only and args.baseline is None
     # also when started from a shell that ignores SIGINT for background jobs

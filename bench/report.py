@@ -119,7 +119,7 @@ def _httpool_labels(results: dict[str, Any]) -> list[str]:
     return ["httpool", base] if base else ["httpool"]
 
 
-H2_CONCURRENCY = 50  # issue 9: HTTP/2 over TLS >= 0.8x HTTP/1.1 over TLS at c=50
+H2_CONCURRENCY = 50  # the goal: HTTP/2 over TLS >= 0.8x HTTP/1.1 over TLS at c=50
 
 
 def _h2_over_h1(results: dict[str, Any]) -> str:
