@@ -6,16 +6,15 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from .._config import Provider, as_httpx_limits
-from .._errors import PoolClosedError
 from .._secret import Secret
 from ._gate import Gate, open_streams
-from ._speedups import MergedURLs, SkipEmptyCookies
+from ._guards import AsyncClientGuards, SyncClientGuards
+from ._speedups import CookiesOnlyWhenSet, MergedURLs, RememberedURLs, SkipEmptyCookies
 
 __all__ = [
     "PooledAsyncClient",
@@ -97,84 +96,23 @@ class SyncProviderTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-class PooledAsyncClient(httpx.AsyncClient):
+class PooledAsyncClient(AsyncClientGuards, RememberedURLs, CookiesOnlyWhenSet, httpx.AsyncClient):
     """An `httpx.AsyncClient` owned by a pool: closing it from outside is ignored
     (logged once) while its pool is open, so an SDK's `close()` leaves it working."""
 
     def __init__(self, gate: Gate, **kwargs: Any) -> None:
-        self._httpool_cookies = SkipEmptyCookies()
-        self._httpool_urls = MergedURLs()
+        self.httpool_cookies = SkipEmptyCookies()
+        self.httpool_urls = MergedURLs()
         super().__init__(**kwargs)
         self.gate = gate
 
-    @property
-    def provider_name(self) -> str:
-        """The provider this client belongs to."""
-        return self.gate.name
 
-    @property
-    def cookies(self) -> httpx.Cookies:
-        """The client's cookie store (one that skips responses setting no cookie)."""
-        return self._httpool_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        self._httpool_cookies = SkipEmptyCookies(cookies)
-
-    def build_request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Request:
-        """httpx's `build_request`, with the merge of a string URL remembered."""
-        if isinstance(url, str):
-            url = self._httpool_urls.get(self.base_url, url)
-        return super().build_request(method, url, **kwargs)
-
-    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        if self.gate.refusing:  # before the client's own "closed" check
-            raise PoolClosedError(self.gate.name, "closing")
-        return await super().send(request, **kwargs)
-
-    async def aclose(self) -> None:
-        if self.gate.refuse_close(self):
-            return
-        await super().aclose()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        if self.gate.refuse_close(self):
-            return
-        await super().__aexit__(exc_type, exc_value, traceback)
-
-    def __repr__(self) -> str:
-        return f"<httpool client {self.gate.name!r}>"
-
-
-class PooledClient(httpx.Client):
+class PooledClient(SyncClientGuards, httpx.Client):
     """The thread-safe `httpx.Client` of a provider, for `def` routes."""
 
     def __init__(self, gate: Gate, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
-
-    def close(self) -> None:
-        if self.gate.refuse_close(self):
-            return
-        super().close()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        if self.gate.refuse_close(self):
-            return
-        super().__exit__(exc_type, exc_value, traceback)
-
-    def __repr__(self) -> str:
-        return f"<httpool sync client {self.gate.name!r}>"
 
 
 def _auth(provider: Provider) -> Any:

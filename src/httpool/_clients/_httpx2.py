@@ -7,7 +7,6 @@ client is asked for.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -15,11 +14,12 @@ import httpx2
 
 from .._config import Provider
 from .._engine._httpx2 import Httpx2PoolTransport
-from .._errors import ConfigError, PoolClosedError
+from .._errors import ConfigError
 from .._policy import PolicyTransport, has_policy
 from ._gate import Gate, open_streams
+from ._guards import AsyncClientGuards, SyncClientGuards
 from ._httpx import common_options
-from ._speedups import MergedURLs
+from ._speedups import MergedURLs, RememberedURLs
 
 __all__ = [
     "Httpx2ProviderTransport",
@@ -95,73 +95,26 @@ class _SyncProviderTransport(httpx2.BaseTransport):
         self.inner.close()
 
 
-class PooledAsyncClient2(httpx2.AsyncClient):
-    """An `httpx2.AsyncClient` owned by a pool (see `PooledAsyncClient`)."""
+class PooledAsyncClient2(AsyncClientGuards, RememberedURLs, httpx2.AsyncClient):
+    """An `httpx2.AsyncClient` owned by a pool (see `PooledAsyncClient`); httpx2 skips
+    the cookie parsing of responses that set none by itself."""
+
+    label = "httpx2 client"
 
     def __init__(self, gate: Gate, **kwargs: Any) -> None:
-        self._httpool_urls = MergedURLs()
+        self.httpool_urls = MergedURLs()
         super().__init__(**kwargs)
         self.gate = gate
 
-    @property
-    def provider_name(self) -> str:
-        """The provider this client belongs to."""
-        return self.gate.name
 
-    def build_request(self, method: str, url: httpx2.URL | str, **kwargs: Any) -> httpx2.Request:
-        """httpx2's `build_request`, with the merge of a string URL remembered."""
-        if isinstance(url, str):
-            url = self._httpool_urls.get(self.base_url, url)
-        return super().build_request(method, url, **kwargs)
-
-    async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
-        if self.gate.refusing:  # before the client's own "closed" check
-            raise PoolClosedError(self.gate.name, "closing")
-        return await super().send(request, **kwargs)
-
-    async def aclose(self) -> None:
-        if self.gate.refuse_close(self):
-            return
-        await super().aclose()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        if self.gate.refuse_close(self):
-            return
-        await super().__aexit__(exc_type, exc_value, traceback)
-
-    def __repr__(self) -> str:
-        return f"<httpool httpx2 client {self.gate.name!r}>"
-
-
-class PooledClient2(httpx2.Client):
+class PooledClient2(SyncClientGuards, httpx2.Client):
     """The thread-safe `httpx2.Client` of a provider, for `def` routes."""
 
+    label = "httpx2 sync client"
+
     def __init__(self, gate: Gate, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
-
-    def close(self) -> None:
-        if self.gate.refuse_close(self):
-            return
-        super().close()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        if self.gate.refuse_close(self):
-            return
-        super().__exit__(exc_type, exc_value, traceback)
-
-    def __repr__(self) -> str:
-        return f"<httpool httpx2 sync client {self.gate.name!r}>"
 
 
 def _options(provider: Provider) -> dict[str, Any]:

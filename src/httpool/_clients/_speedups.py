@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["MergedURLs", "SkipEmptyCookies", "merge_url"]
+__all__ = ["CookiesOnlyWhenSet", "MergedURLs", "RememberedURLs", "SkipEmptyCookies", "merge_url"]
 
 CACHE_SIZE = 256  # merged URLs kept per client
 
@@ -63,3 +63,41 @@ class SkipEmptyCookies(httpx.Cookies):
             if name.lower().startswith(b"set-cookie"):  # Set-Cookie or Set-Cookie2
                 super().extract_cookies(response)
                 return
+
+
+# The two mixins below put the speed-ups on a pooled client; each goes before the
+# library's client class in the bases, so `super()` is that client (which mypy cannot
+# see: hence the `misc` ignores). Their state lives on the client under names of
+# httpool's own (`httpool_urls`, `httpool_cookies`), never the library's.
+
+
+class RememberedURLs:
+    """A client whose `build_request` remembers the merge of each string URL."""
+
+    base_url: Any
+    httpool_urls: MergedURLs
+
+    def build_request(self, method: str, url: Any, **kwargs: Any) -> Any:
+        """The library's `build_request`, with the merge of a string URL remembered."""
+        if isinstance(url, str):
+            url = self.httpool_urls.get(self.base_url, url)
+        return super().build_request(method, url, **kwargs)  # type: ignore[misc]
+
+
+class CookiesOnlyWhenSet:
+    """An httpx client whose cookie store parses only responses that set cookies.
+
+    httpx reads and writes the store through the public `cookies` property, which this
+    overrides; `tests/clients/test_speedups.py` fails if httpx stops doing so.
+    """
+
+    httpool_cookies: SkipEmptyCookies
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """The client's cookie store (one that skips responses setting no cookie)."""
+        return self.httpool_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self.httpool_cookies = SkipEmptyCookies(cookies)
