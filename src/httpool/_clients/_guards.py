@@ -1,20 +1,29 @@
-"""What every pooled client adds to its library's client, httpx's and httpx2's alike.
+"""What a provider's clients and transport wrappers add to their library's classes,
+httpx's and httpx2's alike.
 
-Mixins placed before the library's client class in the bases: the library's method is
-next in the method order, so `super()` reaches it. Closing from outside (an SDK's
-`close()`, `async with`) is ignored while the pool is open (the gate logs it once), and
-new requests are refused while the pool closes.
+Mixins placed before the library's class in the bases: the library's method is next in
+the method order, so `super()` reaches it. Closing a client from outside (an SDK's
+`close()`, `async with`) is ignored while the pool is open (the gate logs it once), new
+requests are refused while the pool closes, and every request (every redirect hop)
+passes the provider's gate in the transport wrapper.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
 from .._errors import PoolClosedError
-from ._gate import Gate
+from ._gate import Gate, open_streams
 
-__all__ = ["AsyncClientGuards", "SyncClientGuards"]
+__all__ = [
+    "AsyncClientGuards",
+    "CountedBody",
+    "GateTransport",
+    "SyncClientGuards",
+    "SyncGateTransport",
+]
 
 # `super()` below is the library's client, which the mixin does not name; mypy cannot
 # see it, hence the `attr-defined` ignores.
@@ -74,3 +83,66 @@ class SyncClientGuards:
 
     def __repr__(self) -> str:
         return f"<httpool {self.label} {self.gate.name!r}>"
+
+
+class CountedBody:
+    """A response body that tells its provider's gate when it is closed."""
+
+    def __init__(self, stream: Any, gate: Gate) -> None:
+        self._stream, self._gate, self._closed = stream, gate, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._gate.release()
+        await self._stream.aclose()
+
+
+class GateTransport:
+    """The provider's transport wrapper: every request (every redirect hop) goes through
+    its gate (origins, requests in flight, closing, the provider tag)."""
+
+    counted: type[CountedBody]  # the library's counted body class
+
+    def __init__(self, inner: Any, gate: Gate) -> None:
+        self.inner, self.gate = inner, gate
+
+    async def handle_async_request(self, request: Any) -> Any:
+        gate = self.gate
+        started = gate.admit(request.url, request.headers, request.extensions)
+        try:
+            response = await self.inner.handle_async_request(request)
+        except BaseException:
+            gate.release()
+            raise
+        gate.log(request.method, request.url, response.status_code, started)
+        if response.is_closed:  # read already (a mock's response made with content=)
+            gate.release()
+            return response
+        counted = response.stream = self.counted(response.stream, gate)
+        streams = open_streams.get()
+        if streams is not None:
+            streams.closers.append(counted.aclose)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class SyncGateTransport:
+    """The sync twin of `GateTransport` (origins and the provider tag)."""
+
+    def __init__(self, inner: Any, gate: Gate) -> None:
+        self.inner, self.gate = inner, gate
+
+    def handle_request(self, request: Any) -> Any:
+        self.gate.admit(request.url, request.headers, request.extensions)
+        self.gate.release()  # sync requests are not drained: counted only while admitted
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()

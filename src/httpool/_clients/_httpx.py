@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 from .._config import Provider, as_httpx_limits
 from .._secret import Secret
-from ._gate import Gate, open_streams
-from ._guards import AsyncClientGuards, SyncClientGuards
+from ._gate import Gate
+from ._guards import (
+    AsyncClientGuards,
+    CountedBody,
+    GateTransport,
+    SyncClientGuards,
+    SyncGateTransport,
+)
 from ._speedups import CookiesOnlyWhenSet, MergedURLs, RememberedURLs, SkipEmptyCookies
 
 __all__ = [
@@ -31,69 +36,18 @@ _warned_unverified: set[str] = set()
 _said_trio: set[str] = set()
 
 
-class _CountedStream(httpx.AsyncByteStream):
-    """A response body that tells its provider's gate when it is closed."""
-
-    __slots__ = ("_closed", "_gate", "_stream")
-
-    def __init__(self, stream: httpx.AsyncByteStream, gate: Gate) -> None:
-        self._stream, self._gate, self._closed = stream, gate, False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._gate.release()
-        await self._stream.aclose()
+class _CountedStream(CountedBody, httpx.AsyncByteStream):
+    """A httpx response body that tells its provider's gate when it is closed."""
 
 
-class ProviderTransport(httpx.AsyncBaseTransport):
-    """The provider's transport wrapper: every request (every redirect hop) goes
-    through its gate (origins, requests in flight, closing, the provider tag)."""
+class ProviderTransport(GateTransport, httpx.AsyncBaseTransport):
+    """The provider's transport wrapper for httpx clients (see `GateTransport`)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, gate: Gate) -> None:
-        self.inner, self.gate = inner, gate
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        gate = self.gate
-        started = gate.admit(request.url, request.headers, request.extensions)
-        try:
-            response = await self.inner.handle_async_request(request)
-        except BaseException:
-            gate.release()
-            raise
-        gate.log(request.method, request.url, response.status_code, started)
-        if response.is_closed:  # read already (a mock's response made with content=)
-            gate.release()
-            return response
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        counted = response.stream = _CountedStream(stream, gate)
-        streams = open_streams.get()
-        if streams is not None:
-            streams.closers.append(counted.aclose)
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    counted = _CountedStream
 
 
-class SyncProviderTransport(httpx.BaseTransport):
-    """The sync twin of `ProviderTransport` (origins and the provider tag)."""
-
-    def __init__(self, inner: httpx.BaseTransport, gate: Gate) -> None:
-        self.inner, self.gate = inner, gate
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.gate.admit(request.url, request.headers, request.extensions)
-        self.gate.release()  # sync requests are not drained: counted only while admitted
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        self.inner.close()
+class SyncProviderTransport(SyncGateTransport, httpx.BaseTransport):
+    """The sync twin (origins and the provider tag)."""
 
 
 class PooledAsyncClient(AsyncClientGuards, RememberedURLs, CookiesOnlyWhenSet, httpx.AsyncClient):

@@ -6,7 +6,6 @@ client is asked for.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,8 +15,14 @@ from .._config import Provider
 from .._engine._httpx2 import Httpx2PoolTransport
 from .._errors import ConfigError
 from .._policy import PolicyTransport, has_policy
-from ._gate import Gate, open_streams
-from ._guards import AsyncClientGuards, SyncClientGuards
+from ._gate import Gate
+from ._guards import (
+    AsyncClientGuards,
+    CountedBody,
+    GateTransport,
+    SyncClientGuards,
+    SyncGateTransport,
+)
 from ._httpx import common_options
 from ._speedups import MergedURLs, RememberedURLs
 
@@ -31,68 +36,18 @@ __all__ = [
 ]
 
 
-class _CountedStream(httpx2.AsyncByteStream):
-    """A response body that tells its provider's gate when it is closed."""
-
-    __slots__ = ("_closed", "_gate", "_stream")
-
-    def __init__(self, stream: httpx2.AsyncByteStream, gate: Gate) -> None:
-        self._stream, self._gate, self._closed = stream, gate, False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._gate.release()
-        await self._stream.aclose()
+class _CountedStream(CountedBody, httpx2.AsyncByteStream):
+    """A httpx2 response body that tells its provider's gate when it is closed."""
 
 
-class Httpx2ProviderTransport(httpx2.AsyncBaseTransport):
-    """The provider's transport wrapper for httpx2 clients (see `ProviderTransport`)."""
+class Httpx2ProviderTransport(GateTransport, httpx2.AsyncBaseTransport):
+    """The provider's transport wrapper for httpx2 clients (see `GateTransport`)."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, gate: Gate) -> None:
-        self.inner, self.gate = inner, gate
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        gate = self.gate
-        started = gate.admit(request.url, request.headers, request.extensions)
-        try:
-            response = await self.inner.handle_async_request(request)
-        except BaseException:
-            gate.release()
-            raise
-        gate.log(request.method, request.url, response.status_code, started)
-        if response.is_closed:  # read already (a mock's response made with content=)
-            gate.release()
-            return response
-        stream = response.stream
-        assert isinstance(stream, httpx2.AsyncByteStream)
-        counted = response.stream = _CountedStream(stream, gate)
-        streams = open_streams.get()
-        if streams is not None:
-            streams.closers.append(counted.aclose)
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    counted = _CountedStream
 
 
-class _SyncProviderTransport(httpx2.BaseTransport):
+class _SyncProviderTransport(SyncGateTransport, httpx2.BaseTransport):
     """The sync twin (origins and the provider tag)."""
-
-    def __init__(self, inner: httpx2.BaseTransport, gate: Gate) -> None:
-        self.inner, self.gate = inner, gate
-
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        self.gate.admit(request.url, request.headers, request.extensions)
-        self.gate.release()
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class PooledAsyncClient2(AsyncClientGuards, RememberedURLs, httpx2.AsyncClient):
