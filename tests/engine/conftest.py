@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import httpcore
+import httpx
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
 from httpool._engine._transport import PoolTransport
 
+from ..proxies import ProxyLog, serve_proxy
+from ..upstream import Upstream, serve_upstream
 from .servers import RawH2Server, RawHTTPServer, Seen, counting_app, serve_granian, serve_uvicorn
 
 
@@ -193,3 +196,36 @@ def assert_clean(transport: PoolTransport) -> None:
     assert stats["waiters"] == 0, stats
     assert stats["requests_in_flight"] == 0, stats
     assert stats["connections_connecting"] == 0, stats
+
+
+# -- proxies and upstreams shared by the proxy, SOCKS and DNS tests --------------------
+
+
+@pytest.fixture
+def proxy() -> Iterator[ProxyLog]:
+    """A forward proxy with CONNECT on 127.0.0.1."""
+    with serve_proxy() as log:
+        yield log
+
+
+@pytest.fixture
+def plain_upstream() -> Iterator[Upstream]:
+    """The test upstream (uvicorn) over plain HTTP."""
+    with serve_upstream() as seen:
+        yield seen
+
+
+def port_of(url: str) -> int:
+    """The port of `url`."""
+    port = httpx.URL(url).port
+    assert port is not None
+    return port
+
+
+def assert_idle(transport: PoolTransport) -> None:
+    """Nothing in use, connecting or waiting."""
+    stats = transport.stats()
+    assert stats["connections_in_use"] == 0
+    assert stats["connections_connecting"] == 0
+    assert stats["requests_in_flight"] == 0
+    assert stats["waiters"] == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,16 +12,10 @@ import pytest
 from httpool._engine._dns import DNSCache, happy_eyeballs, interleave
 from httpool._engine._transport import PoolTransport
 
-from ..upstream import Upstream, serve_upstream
+from ..upstream import Upstream
+from .conftest import port_of
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def plain_upstream() -> Iterator[Upstream]:
-    """The test upstream (uvicorn) over plain HTTP."""
-    with serve_upstream() as seen:
-        yield seen
 
 
 class Counting:
@@ -40,17 +33,11 @@ class Counting:
         return [(socket.AF_INET, ("127.0.0.1", port))]
 
 
-def _port(url: str) -> int:
-    port = httpx.URL(url).port
-    assert port is not None
-    return port
-
-
 async def test_a_burst_of_50_connections_makes_one_lookup(plain_upstream: Upstream) -> None:
     """50 concurrent requests open 50 connections to a name resolved once."""
     resolver = Counting()
     transport = PoolTransport(resolver=resolver, dns_ttl=30)
-    url = f"http://api.example.test:{_port(plain_upstream.url)}/slow?d=0.3"
+    url = f"http://api.example.test:{port_of(plain_upstream.url)}/slow?d=0.3"
     async with httpx.AsyncClient(transport=transport) as client:
         responses = await asyncio.gather(*(client.get(url) for _ in range(50)))
         assert all(r.status_code == 200 for r in responses)
@@ -62,7 +49,7 @@ async def test_the_answer_expires_and_max_lifetime_re_resolves(plain_upstream: U
     """After the TTL, a new connection (the old one retired by max_lifetime) looks up again."""
     resolver = Counting()
     transport = PoolTransport(resolver=resolver, dns_ttl=0.2, max_lifetime=0.3)
-    url = f"http://api.example.test:{_port(plain_upstream.url)}/ok"
+    url = f"http://api.example.test:{port_of(plain_upstream.url)}/ok"
     async with httpx.AsyncClient(transport=transport) as client:
         await client.get(url)
         await client.get(url)  # reused: no connection, no lookup
@@ -95,7 +82,7 @@ async def test_dns_ttl_zero_resolves_for_each_connection(plain_upstream: Upstrea
     transport = PoolTransport(dns_ttl=0)
     assert transport.dns is None
     async with httpx.AsyncClient(transport=transport) as client:
-        response = await client.get(f"http://localhost:{_port(plain_upstream.url)}/ok")
+        response = await client.get(f"http://localhost:{port_of(plain_upstream.url)}/ok")
     assert response.status_code == 200
 
 
@@ -134,7 +121,7 @@ async def test_happy_eyeballs_falls_back_to_the_other_family(plain_upstream: Ups
     """A name with v6 and v4 addresses: the v6 one refuses, the v4 one connects."""
     if not _v6_loopback():
         pytest.skip("no IPv6 loopback here")
-    port = _port(plain_upstream.url)
+    port = port_of(plain_upstream.url)
     resolver = Counting([(socket.AF_INET6, ("::1", port)), (socket.AF_INET, ("127.0.0.1", port))])
     transport = PoolTransport(resolver=resolver)
     async with httpx.AsyncClient(transport=transport) as client:
@@ -208,7 +195,7 @@ def test_dns_off_and_on_under_uvloop(plain_upstream: Upstream) -> None:
         codes = []
         for ttl in (0, 10):
             async with httpx.AsyncClient(transport=PoolTransport(dns_ttl=ttl)) as client:
-                response = await client.get(f"http://localhost:{_port(plain_upstream.url)}/ok")
+                response = await client.get(f"http://localhost:{port_of(plain_upstream.url)}/ok")
                 codes.append(response.status_code)
         return codes
 

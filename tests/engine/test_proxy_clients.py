@@ -7,7 +7,6 @@ the request went through it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, cast
 
 import httpx
@@ -17,8 +16,8 @@ import httpool
 from httpool._config import TransportName
 
 from ..proxies import ONLY_PROXY_HOST, ProxyLog, serve_proxy
-from ..upstream import Upstream, serve_upstream
-from .conftest import client_context
+from ..upstream import Upstream
+from .conftest import client_context, port_of
 
 pytestmark = pytest.mark.anyio
 
@@ -31,26 +30,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-
-
-@pytest.fixture
-def proxy() -> Iterator[ProxyLog]:
-    """A forward proxy with CONNECT on 127.0.0.1."""
-    with serve_proxy() as log:
-        yield log
-
-
-@pytest.fixture
-def plain_upstream() -> Iterator[Upstream]:
-    """The test upstream (uvicorn) over plain HTTP."""
-    with serve_upstream() as seen:
-        yield seen
-
-
-def _port(url: str) -> int:
-    port = httpx.URL(url).port
-    assert port is not None
-    return port
 
 
 async def _get(provider: httpool.Provider, kind: str, path: str = "/ok") -> httpx.Response:
@@ -74,7 +53,7 @@ async def test_http_target_through_the_environment_proxy(
 ) -> None:
     """HTTP_PROXY sends an http:// request through the proxy (absolute form)."""
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    base = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}"
+    base = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}"
     response = await _get(_provider(base, kind), kind)
     assert response.status_code == 200
     assert proxy.forwarded == [f"{base}/ok"]
@@ -91,11 +70,11 @@ async def test_https_target_through_the_environment_proxy(
 ) -> None:
     """HTTPS_PROXY sends an https:// request through a CONNECT tunnel."""
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-    base = f"https://{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"
+    base = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}"
     verify = client_context(tls, ["http/1.1"])
     response = await _get(_provider(base, kind, verify=verify, http2=False), kind)
     assert response.status_code == 200
-    assert proxy.tunnels == [f"{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"]
+    assert proxy.tunnels == [f"{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}"]
 
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
@@ -105,7 +84,7 @@ async def test_configured_proxy_with_credentials(
     """`Provider(proxy=...)` with user-info authenticates; stats show the proxy masked."""
     with serve_proxy(auth=("alice", "proxy-pw-1")) as log:
         url = log.url.replace("http://", "http://alice:proxy-pw-1@")
-        base = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}"
+        base = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}"
         provider = _provider(base, kind, proxy=url)
         async with httpool.ClientPool(provider) as pool:
             if kind == "sync":
@@ -147,8 +126,8 @@ async def test_https_proxy_for_every_transport(
     server.load_cert_chain(tls["cert"], tls["key"])
     with serve_proxy(tls=server) as log:
         given = httpx.Proxy(log.url, ssl_context=client_context(tls, ["http/1.1"]))
-        base = f"https://{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"
+        base = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}"
         verify = client_context(tls, ["http/1.1"])
         response = await _get(_provider(base, kind, verify=verify, http2=False, proxy=given), kind)
     assert response.status_code == 200
-    assert log.tunnels == [f"{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"]
+    assert log.tunnels == [f"{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}"]

@@ -14,46 +14,17 @@ import pytest
 from httpool._engine._transport import PoolTransport
 
 from ..proxies import ONLY_PROXY_HOST, ProxyLog, serve_proxy
-from ..upstream import Upstream, serve_upstream
-from .conftest import client_context
+from ..upstream import Upstream
+from .conftest import assert_idle, client_context, port_of
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def proxy() -> Iterator[ProxyLog]:
-    """A forward proxy with CONNECT on 127.0.0.1."""
-    with serve_proxy() as log:
-        yield log
-
-
-@pytest.fixture
-def plain_upstream() -> Iterator[Upstream]:
-    """The test upstream (uvicorn) over plain HTTP."""
-    with serve_upstream() as seen:
-        yield seen
-
-
-def _port(url: str) -> int:
-    port = httpx.URL(url).port
-    assert port is not None
-    return port
-
-
-def _idle(transport: PoolTransport) -> None:
-    """Nothing in use, connecting or waiting."""
-    stats = transport.stats()
-    assert stats["connections_in_use"] == 0
-    assert stats["connections_connecting"] == 0
-    assert stats["requests_in_flight"] == 0
-    assert stats["waiters"] == 0
 
 
 async def test_http_target_in_absolute_form_pooled_per_proxy_and_origin(
     proxy: ProxyLog, plain_upstream: Upstream
 ) -> None:
     """http:// requests go to the proxy in absolute form, and reuse one connection."""
-    base = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}"
+    base = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}"
     transport = PoolTransport(proxy=proxy.url)
     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
         for _ in range(3):
@@ -63,20 +34,20 @@ async def test_http_target_in_absolute_form_pooled_per_proxy_and_origin(
     assert len(plain_upstream.requests) == 3
     assert stats["connections_opened"] == 1
     [label] = stats["origins"]
-    assert label == f"http://{ONLY_PROXY_HOST}:{_port(base)} via {proxy.url}"
+    assert label == f"http://{ONLY_PROXY_HOST}:{port_of(base)} via {proxy.url}"
 
 
 async def test_https_target_through_a_connect_tunnel(
     proxy: ProxyLog, uvicorn_tls: tuple[Any, str], tls: dict[str, Any]
 ) -> None:
     """https:// requests open one CONNECT tunnel and run TLS to the target inside it."""
-    port = _port(uvicorn_tls[1])
+    port = port_of(uvicorn_tls[1])
     transport = PoolTransport(proxy=proxy.url, verify=client_context(tls, ["http/1.1"]))
     async with httpx.AsyncClient(transport=transport) as client:
         for _ in range(3):
             response = await client.get(f"https://{ONLY_PROXY_HOST}:{port}/ok")
             assert response.status_code == 200
-        _idle(transport)
+        assert_idle(transport)
     assert proxy.tunnels == [f"{ONLY_PROXY_HOST}:{port}"]
 
 
@@ -84,13 +55,13 @@ async def test_http2_through_a_connect_tunnel(
     proxy: ProxyLog, granian_h2: str, tls: dict[str, Any]
 ) -> None:
     """HTTP/2 by ALPN inside a tunnel: 20 concurrent requests share one tunnel."""
-    port = _port(granian_h2)
+    port = port_of(granian_h2)
     transport = PoolTransport(proxy=proxy.url, http2=True, verify=client_context(tls))
     async with httpx.AsyncClient(transport=transport) as client:
         url = f"https://{ONLY_PROXY_HOST}:{port}/"
         first = await client.get(url)
         responses = await asyncio.gather(*(client.get(url) for _ in range(20)))
-        _idle(transport)
+        assert_idle(transport)
     assert first.http_version == "HTTP/2"
     assert all(r.status_code == 200 and r.http_version == "HTTP/2" for r in responses)
     assert proxy.tunnels == [f"{ONLY_PROXY_HOST}:{port}"]
@@ -102,7 +73,7 @@ async def test_proxy_credentials_from_user_info(plain_upstream: Upstream) -> Non
         url = log.url.replace("http://", "http://alice:tunnel-pw-9@")
         transport = PoolTransport(proxy=url)
         async with httpx.AsyncClient(transport=transport) as client:
-            target = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}/ok"
+            target = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}/ok"
             assert (await client.get(target)).status_code == 200
             stats = repr(transport.stats())
     assert log.refused == []
@@ -123,7 +94,7 @@ async def test_407_is_a_proxy_error_that_leaks_nothing(
         transport = PoolTransport(proxy=url, verify=client_context(tls, ["http/1.1"]))
         async with httpx.AsyncClient(transport=transport) as client:
             if scheme == "https":
-                target = f"https://{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}/ok"
+                target = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}/ok"
                 with pytest.raises(httpx.ProxyError) as info:
                     await client.get(target)
                 message = str(info.value)
@@ -132,9 +103,9 @@ async def test_407_is_a_proxy_error_that_leaks_nothing(
                 assert "wrong-pw-7" not in message
                 assert transport.stats()["errors"] == {"ProxyError": 1}
             else:  # in absolute form the proxy's answer is the response, as in httpx
-                target = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}/ok"
+                target = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}/ok"
                 assert (await client.get(target)).status_code == 407
-            _idle(transport)
+            assert_idle(transport)
             assert transport.stats()["connections_open"] == 0
     assert log.refused == [407]
     assert log.open_links == 0
@@ -144,19 +115,19 @@ async def test_403_and_refused_are_proxy_errors(
     uvicorn_tls: tuple[Any, str], tls: dict[str, Any]
 ) -> None:
     """A proxy that forbids the tunnel, or is not there, gives ProxyError naming it."""
-    target = f"https://{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}/ok"
+    target = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}/ok"
     with serve_proxy(deny=403) as log:
         transport = PoolTransport(proxy=log.url, verify=client_context(tls))
         async with httpx.AsyncClient(transport=transport) as client:
             with pytest.raises(httpx.ProxyError, match="refused the tunnel .* 403 Forbidden"):
                 await client.get(target)
-            _idle(transport)
+            assert_idle(transport)
         gone = log.url
     transport = PoolTransport(proxy=gone)
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(httpx.ProxyError, match=f"could not connect to the proxy {gone}"):
             await client.get(target)
-        _idle(transport)
+        assert_idle(transport)
 
 
 @pytest.fixture
@@ -181,7 +152,7 @@ async def test_a_silent_proxy_times_out_as_a_connect_timeout(silent_proxy: str) 
     async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, connect=0.3)) as c:
         with pytest.raises(httpx.ConnectTimeout, match="did not answer CONNECT"):
             await c.get("https://only-the-proxy.test/")
-        _idle(transport)
+        assert_idle(transport)
         assert transport.stats()["connections_open"] == 0
 
 
@@ -189,7 +160,7 @@ async def test_cancel_and_read_timeout_inside_a_tunnel_leave_nothing_in_use(
     proxy: ProxyLog, uvicorn_tls: tuple[Any, str], tls: dict[str, Any]
 ) -> None:
     """A cancelled request and a read timeout through a tunnel free their connection."""
-    base = f"https://{ONLY_PROXY_HOST}:{_port(uvicorn_tls[1])}"
+    base = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}"
     transport = PoolTransport(proxy=proxy.url, verify=client_context(tls, ["http/1.1"]))
     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
         task = asyncio.create_task(client.get("/slow?d=5"))
@@ -197,12 +168,12 @@ async def test_cancel_and_read_timeout_inside_a_tunnel_leave_nothing_in_use(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        _idle(transport)
+        assert_idle(transport)
         with pytest.raises(httpx.ReadTimeout):
             await client.get("/slow?d=5", timeout=httpx.Timeout(5, read=0.2))
-        _idle(transport)
+        assert_idle(transport)
         assert (await client.get("/ok")).status_code == 200
-        _idle(transport)
+        assert_idle(transport)
 
 
 @pytest.fixture
@@ -228,12 +199,12 @@ async def test_https_proxy(
     given = httpx.Proxy(tls_proxy.url, ssl_context=client_context(tls, ["http/1.1"]))
     upstream = {"http": plain_upstream.url, "https": uvicorn_tls[1], "h2": granian_h2}[target]
     scheme = "http" if target == "http" else "https"
-    url = f"{scheme}://{ONLY_PROXY_HOST}:{_port(upstream)}/"
+    url = f"{scheme}://{ONLY_PROXY_HOST}:{port_of(upstream)}/"
     alpn = ["h2", "http/1.1"] if target == "h2" else ["http/1.1"]
     transport = PoolTransport(proxy=given, http2=True, verify=client_context(tls, alpn))
     async with httpx.AsyncClient(transport=transport) as client:
         responses = [await client.get(url) for _ in range(2)]
-        _idle(transport)
+        assert_idle(transport)
     assert all(r.status_code == 200 for r in responses)
     assert responses[0].http_version == ("HTTP/2" if target == "h2" else "HTTP/1.1")
     assert tls_proxy.requests == 1  # one connection to the proxy carried both
@@ -253,7 +224,7 @@ async def test_alpn_warning_speaks_of_the_targets_tls_only(
     the caller's context) says nothing."""
     given = httpx.Proxy(tls_proxy.url, ssl_context=client_context(tls, ["http/1.1"]))
     upstream = plain_upstream.url if target == "http" else uvicorn_tls[1]
-    url = f"{target}://{ONLY_PROXY_HOST}:{_port(upstream)}/"
+    url = f"{target}://{ONLY_PROXY_HOST}:{port_of(upstream)}/"
     transport = PoolTransport(proxy=given, http2=True, verify=client_context(tls))
     with caplog.at_level("WARNING", logger="httpool.transport"):
         async with httpx.AsyncClient(transport=transport) as client:
@@ -266,14 +237,14 @@ async def test_alpn_warning_speaks_of_the_targets_tls_only(
     else:
         [said] = warnings
         assert "the server chose no HTTP/2 by ALPN" in said
-        assert f"https://{ONLY_PROXY_HOST}:{_port(upstream)} via " in said
+        assert f"https://{ONLY_PROXY_HOST}:{port_of(upstream)} via " in said
 
 
 async def test_head_bounds_hold_for_forwarded_requests(
     proxy: ProxyLog, plain_upstream: Upstream
 ) -> None:
     """`max_headers` bounds a response forwarded by a proxy, as on a direct connection."""
-    base = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}"
+    base = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}"
     transport = PoolTransport(proxy=proxy.url, max_headers=2)
     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
         with pytest.raises(httpx.RemoteProtocolError, match="header"):

@@ -15,17 +15,10 @@ from httpool._config import TransportName
 from httpool._engine._transport import PoolTransport
 
 from ..proxies import ONLY_PROXY_HOST, PProxy, serve_pproxy, start_socks4a
-from ..upstream import Upstream, serve_upstream
-from .conftest import client_context
+from ..upstream import Upstream
+from .conftest import assert_idle, client_context, port_of
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def plain_upstream() -> Iterator[Upstream]:
-    """The test upstream (uvicorn) over plain HTTP."""
-    with serve_upstream() as seen:
-        yield seen
 
 
 @pytest.fixture
@@ -33,18 +26,6 @@ def socks5(tmp_path: Path) -> Iterator[PProxy]:
     """pproxy's SOCKS5 server."""
     with serve_pproxy("socks5", tmp_path) as server:
         yield server
-
-
-def _port(url: str) -> int:
-    port = httpx.URL(url).port
-    assert port is not None
-    return port
-
-
-def _idle(transport: PoolTransport) -> None:
-    stats = transport.stats()
-    assert (stats["connections_in_use"], stats["connections_connecting"]) == (0, 0)
-    assert (stats["requests_in_flight"], stats["waiters"]) == (0, 0)
 
 
 @pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
@@ -59,39 +40,39 @@ async def test_socks5_to_http_and_https(
     url = socks5.url.replace("socks5://", f"{scheme}://")
     transport = PoolTransport(proxy=url, verify=client_context(tls, ["http/1.1"]))
     async with httpx.AsyncClient(transport=transport) as client:
-        plain = f"http://localhost:{_port(plain_upstream.url)}/ok"
-        secure = f"https://localhost:{_port(uvicorn_tls[1])}/ok"
+        plain = f"http://localhost:{port_of(plain_upstream.url)}/ok"
+        secure = f"https://localhost:{port_of(uvicorn_tls[1])}/ok"
         for target in (plain, secure, plain, secure):
             assert (await client.get(target)).status_code == 200
-        _idle(transport)
+        assert_idle(transport)
         assert transport.stats()["connections_opened"] == 2  # one per (proxy, origin)
     # remote DNS sends the name; local DNS the address it resolved here
     host = "localhost" if scheme == "socks5h" else "127.0.0.1"
-    assert f"{host}:{_port(plain_upstream.url)}" in socks5.log
-    assert f"{host}:{_port(uvicorn_tls[1])}" in socks5.log
+    assert f"{host}:{port_of(plain_upstream.url)}" in socks5.log
+    assert f"{host}:{port_of(uvicorn_tls[1])}" in socks5.log
 
 
 async def test_http2_through_socks5(socks5: PProxy, granian_h2: str, tls: dict[str, Any]) -> None:
     """HTTP/2 by ALPN inside a SOCKS5 connection."""
     transport = PoolTransport(proxy=socks5.url, http2=True, verify=client_context(tls))
     async with httpx.AsyncClient(transport=transport) as client:
-        response = await client.get(f"https://localhost:{_port(granian_h2)}/")
-        _idle(transport)
+        response = await client.get(f"https://localhost:{port_of(granian_h2)}/")
+        assert_idle(transport)
     assert response.http_version == "HTTP/2"
-    assert f":{_port(granian_h2)}" in socks5.log
+    assert f":{port_of(granian_h2)}" in socks5.log
 
 
 async def test_socks5_credentials(tmp_path: Path, plain_upstream: Upstream) -> None:
     """Right credentials pass; wrong ones give ProxyError naming the proxy masked."""
     with serve_pproxy("socks5", tmp_path, auth="bob:socks-pw-3") as server:
-        target = f"http://127.0.0.1:{_port(plain_upstream.url)}/ok"
+        target = f"http://127.0.0.1:{port_of(plain_upstream.url)}/ok"
         # wrong first: pproxy then trusts a client address that authenticated once
         bad = server.url.replace("socks5://", "socks5://bob:wrong-socks-pw@")
         transport = PoolTransport(proxy=bad)
         async with httpx.AsyncClient(transport=transport) as client:
             with pytest.raises(httpx.ProxyError) as info:
                 await client.get(target)
-            _idle(transport)
+            assert_idle(transport)
         good = server.url.replace("socks5://", "socks5://bob:socks-pw-3@")
         async with httpx.AsyncClient(transport=PoolTransport(proxy=good)) as client:
             assert (await client.get(target)).status_code == 200
@@ -105,9 +86,9 @@ async def test_socks4(tmp_path: Path, plain_upstream: Upstream) -> None:
     """SOCKS4 (pproxy's server): the name is resolved here, the proxy gets the address."""
     with serve_pproxy("socks4", tmp_path) as server:
         async with httpx.AsyncClient(transport=PoolTransport(proxy=server.url)) as client:
-            response = await client.get(f"http://localhost:{_port(plain_upstream.url)}/ok")
+            response = await client.get(f"http://localhost:{port_of(plain_upstream.url)}/ok")
         assert response.status_code == 200
-        assert f"-> 127.0.0.1:{_port(plain_upstream.url)}" in server.log
+        assert f"-> 127.0.0.1:{port_of(plain_upstream.url)}" in server.log
 
 
 async def test_socks4a_lets_the_proxy_resolve(plain_upstream: Upstream) -> None:
@@ -117,12 +98,12 @@ async def test_socks4a_lets_the_proxy_resolve(plain_upstream: Upstream) -> None:
     url = f"socks4a://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
         async with httpx.AsyncClient(transport=PoolTransport(proxy=url)) as client:
-            target = f"http://{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}/ok"
+            target = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}/ok"
             assert (await client.get(target)).status_code == 200
     finally:
         server.close()
         await server.wait_closed()
-    assert seen == [f"{ONLY_PROXY_HOST}:{_port(plain_upstream.url)}"]
+    assert seen == [f"{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}"]
 
 
 async def test_socks_refused_is_a_proxy_error(tmp_path: Path) -> None:
@@ -133,7 +114,7 @@ async def test_socks_refused_is_a_proxy_error(tmp_path: Path) -> None:
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(httpx.ProxyError, match=f"could not connect to the SOCKS proxy {gone}"):
             await client.get("http://localhost/")
-        _idle(transport)
+        assert_idle(transport)
 
 
 @pytest.mark.parametrize("kind", ["httpool", "httpx", "sync"])
@@ -145,7 +126,7 @@ async def test_socks5_for_every_transport_that_speaks_it(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ALL_PROXY", socks5.url)
     transport = cast("TransportName", "httpool" if kind == "sync" else kind)
-    base = f"http://localhost:{_port(plain_upstream.url)}"
+    base = f"http://localhost:{port_of(plain_upstream.url)}"
     provider = httpool.Provider("p", base_url=base, transport=transport)
     async with httpool.ClientPool(provider) as pool:
         if kind == "sync":
@@ -154,4 +135,4 @@ async def test_socks5_for_every_transport_that_speaks_it(
         else:
             response = await pool.client("p").get("/ok")
     assert response.status_code == 200
-    assert f":{_port(plain_upstream.url)}" in socks5.log
+    assert f":{port_of(plain_upstream.url)}" in socks5.log
