@@ -29,6 +29,7 @@ __all__ = [
     "build_async_client",
     "build_sync_client",
     "make_transport",
+    "verify_option",
 ]
 
 logger = logging.getLogger("httpool")
@@ -167,13 +168,13 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
         if spec == "httpool":
             _say_trio_fallback(provider)
         check_support(routes, "httpx", where)
-        options["verify"] = _verify(provider)
+        options["verify"] = verify_option(provider)
         return routed(routes, lambda p: httpx.AsyncHTTPTransport(**options, proxy=_httpx(p)))
     if spec == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
         check_support(routes, "aiohttp", where)
-        options["verify"] = _verify(provider)
+        options["verify"] = verify_option(provider)
         # aiohttp speaks HTTP/1.1 only; asked for HTTP/2 (httpool's default), it logs a
         # warning on the root logger for every client. `http2` means "offer it": no offer.
         options["http2"] = False
@@ -207,7 +208,7 @@ def _routes(provider: Provider, where: str) -> Any:
         raise ConfigError(msg) from None
 
 
-def _verify(provider: Provider) -> Any:
+def verify_option(provider: Provider) -> Any:
     """`verify` for httpx's and aiohttp's transports: `"system"` becomes a truststore
     context, a CA path a context of its own (httpx deprecates paths).
 
@@ -252,7 +253,7 @@ def build_sync_client(provider: Provider, gate: Gate | None = None) -> PooledCli
     transport = routed_sync(
         routes,
         lambda p: httpx.HTTPTransport(
-            verify=_verify(provider),
+            verify=verify_option(provider),
             http2=provider.http2,
             limits=as_httpx_limits(provider.limits),
             trust_env=provider.trust_env,

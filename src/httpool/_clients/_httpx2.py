@@ -23,7 +23,7 @@ from ._guards import (
     SyncClientGuards,
     SyncGateTransport,
 )
-from ._httpx import common_options
+from ._httpx import common_options, verify_option
 from ._speedups import MergedURLs, RememberedURLs
 
 __all__ = [
@@ -118,10 +118,8 @@ def httpx2_transport(provider: Provider, base: object) -> httpx2.AsyncBaseTransp
     spec = provider.transport
     if spec == "httpx" and not has_policy(provider):  # httpx2's own pool, as httpx's is
         _no_proxy(provider, "an httpx2 client on transport='httpx'")
-        from ._httpx import _verify
-
         return httpx2.AsyncHTTPTransport(
-            verify=_verify(provider),
+            verify=verify_option(provider),
             http2=provider.http2,
             limits=_limits(provider),
             trust_env=provider.trust_env,
@@ -154,10 +152,8 @@ def build_async_client2(
 def build_sync_client2(provider: Provider, gate: Gate) -> PooledClient2:
     """A new thread-safe `httpx2.Client` for `provider` (httpx2's own sync transport)."""
     _no_proxy(provider, "a sync httpx2 client")
-    from ._httpx import _verify
-
     transport = httpx2.HTTPTransport(
-        verify=_verify(provider),
+        verify=verify_option(provider),
         http2=provider.http2,
         limits=_limits(provider),
         trust_env=provider.trust_env,
