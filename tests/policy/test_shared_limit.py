@@ -98,23 +98,28 @@ async def test_redis_stopped_mid_run_falls_back_to_a_local_limit(
     once it is back."""
     limit = httpool.RateLimit("50/second", storage=redis_server.url)
     provider = httpool.Provider("api", base_url=stub.url, rate_limit=limit)
-    results: list[object] = []
+    before: list[object] = []
+    during: list[object] = []
+    after: list[object] = []
     async with httpool.ClientPool(provider) as p:
         client = p.client("api")
-        await drive(client, 0.3, results)
+        await drive(client, 0.3, before)
         assert p.stats()["api"]["rate_limit"]["state"] == "ok"
         with caplog.at_level(logging.WARNING, logger="httpool"):
             redis_server.stop()
             started = time.monotonic()
-            await drive(client, 0.6, results)
+            await drive(client, 0.6, during)
             assert time.monotonic() - started < 2.0  # no hang
             assert p.stats()["api"]["rate_limit"]["state"] == "fallback"
             redis_server.start()
             await anyio.sleep(2.1)  # Redis is tried again every 2 s
-            await drive(client, 0.3, results)
+            await drive(client, 0.3, after)
             assert p.stats()["api"]["rate_limit"]["state"] == "ok"
+    results = before + during + after
     assert set(results) == {200}
-    assert len(results) > 30
+    # requests went on in every phase (how many depends on the machine's load: a fixed
+    # total of 30 in 1.2 s at 50/s was met by 30 exactly under a loaded full run)
+    assert min(len(before), len(during), len(after)) >= 5
     messages = [r.getMessage() for r in caplog.records]
     assert any("cannot be reached" in m and "per-process limit" in m for m in messages)
     assert any("Redis is back" in m for m in messages)
