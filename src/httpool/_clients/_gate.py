@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -28,6 +27,10 @@ logger = logging.getLogger("httpool")
 #: The request extension that names the provider; a request that already has it is a
 #: redirect hop (or an auth flow's next request) of a request the gate admitted.
 TAG = "httpool.provider"
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
 
 
 class _URL(Protocol):
@@ -49,19 +52,25 @@ def _key(url: _URL) -> tuple[str, str, int | None]:
 
 
 class OpenStreams:
-    """The responses opened while one route runs, closed at its end if still open."""
+    """The responses opened while one route runs and not closed yet; closed at its end.
 
-    __slots__ = ("closers",)
+    A body leaves the set when it is closed, so a route that reads its responses
+    leaves nothing for `close_all` to do (the common case costs a set add and discard).
+    """
+
+    __slots__ = ("bodies",)
 
     def __init__(self) -> None:
-        self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.bodies: set[_Closable] = set()
 
     async def close_all(self) -> None:
-        """Close what the route left open (each closer does nothing once closed)."""
-        closers, self.closers = self.closers, []
+        """Close what the route left open."""
+        if not self.bodies:
+            return
+        bodies, self.bodies = list(self.bodies), set()
         with anyio.CancelScope(shield=True):
-            for close in closers:
-                await close()
+            for body in bodies:
+                await body.aclose()
 
 
 #: The open streams of the route being run, set (and reset) by httpool's dependency.

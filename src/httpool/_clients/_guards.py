@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from .._errors import PoolClosedError
-from ._gate import Gate, open_streams
+from ._gate import Gate, OpenStreams, open_streams
 
 __all__ = [
     "AsyncClientGuards",
@@ -86,19 +86,24 @@ class SyncClientGuards:
 
 
 class CountedBody:
-    """A response body that tells its provider's gate when it is closed."""
+    """A response body that tells its provider's gate when it is closed, and leaves the
+    open streams of the route that opened it (if any) then."""
 
-    def __init__(self, stream: Any, gate: Gate) -> None:
-        self._stream, self._gate, self._closed = stream, gate, False
+    def __init__(self, stream: Any, gate: Gate, streams: OpenStreams | None) -> None:
+        self._stream, self._gate, self._streams, self._closed = stream, gate, streams, False
+        if streams is not None:
+            streams.bodies.add(self)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # The engine's body itself: nothing is done per chunk, only at the close.
+        return self._stream.__aiter__()  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
             self._gate.release()
+            if self._streams is not None:
+                self._streams.bodies.discard(self)
         await self._stream.aclose()
 
 
@@ -123,10 +128,7 @@ class GateTransport:
         if response.is_closed:  # read already (a mock's response made with content=)
             gate.release()
             return response
-        counted = response.stream = self.counted(response.stream, gate)
-        streams = open_streams.get()
-        if streams is not None:
-            streams.closers.append(counted.aclose)
+        response.stream = self.counted(response.stream, gate, open_streams.get())
         return response
 
     async def aclose(self) -> None:

@@ -417,7 +417,28 @@ class HTTP11Connection:
         chunked: bool,
         seconds: float | None,
     ) -> None:
-        """Write `head` (if not yet written) and the body; never a byte past its length.
+        """Write `head` (if not yet written) and the body; never a byte past its length."""
+        content = None if chunked else _content(request)
+        if content is None or len(content) != max(length, 0):
+            await self._write_stream(request, head, length, chunked, seconds)
+        elif head is None:  # written already (the `trace` extension's steps)
+            if content:
+                await self._write_large(content, seconds)
+        elif len(content) <= COALESCE:  # a body in memory, of its declared length
+            await self._stream.write(head + content if content else head, seconds)
+        else:
+            await self._stream.write(head, seconds)
+            await self._write_large(content, seconds)
+
+    async def _write_stream(
+        self,
+        request: httpx.Request,
+        head: bytes | None,
+        length: int,
+        chunked: bool,
+        seconds: float | None,
+    ) -> None:
+        """Write the body chunk by chunk as the request's stream gives it.
 
         A small head and first chunk go out in one write; a large chunk goes out in
         slices, so an upload is never copied whole.
@@ -815,6 +836,16 @@ def _too_long(length: int) -> httpcore.LocalProtocolError:
             f"its Content-Length of {length} bytes; nothing past it was sent"
         )
     return httpcore.LocalProtocolError(msg)
+
+
+def _content(request: httpx.Request) -> bytes | None:
+    """The body of `request` if httpx holds it in memory (not a streamed upload)."""
+    if not isinstance(request.stream, httpx.ByteStream):
+        return None
+    try:
+        return request.content
+    except httpx.RequestNotRead:
+        return None
 
 
 def _refuse_head(request: httpx.Request, method: bytes, hosts: int, *, both: bool) -> None:
