@@ -50,6 +50,31 @@ def test_route_that_raises_with_an_open_stream_leaks_nothing(upstream: Upstream)
         assert active(app) == 0
 
 
+def test_route_clean_up_holds_only_the_streams_left_open(upstream: Upstream) -> None:
+    """Responses a route reads leave its clean-up list at once; the one left open is closed
+    at the route's end (a long route does not pile up closed bodies)."""
+    from httpool._clients import open_streams
+
+    app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream.url)))
+    seen: list[int] = []
+
+    @app.get("/many")
+    async def many(up: Up) -> Any:
+        streams = open_streams.get()
+        assert streams is not None
+        for _ in range(50):
+            assert (await up.get("/ping")).status_code == 200
+        seen.append(len(streams.bodies))
+        await up.send(up.build_request("GET", "/stream?n=3"), stream=True)
+        seen.append(len(streams.bodies))
+        return {"ok": True}
+
+    with TestClient(app) as client:
+        assert client.get("/many").json() == {"ok": True}
+        assert seen == [0, 1]
+        assert active(app) == 0  # the stream left open was closed at the route's end
+
+
 def test_pool_exhaustion_is_a_503_with_retry_after(upstream: Upstream) -> None:
     """With every connection busy, a request fails within the pool timeout as a 503."""
     provider = httpool.Provider(
