@@ -55,6 +55,20 @@ def _httpool_app(upstream: str) -> FastAPI:
     return app
 
 
+def _httpool_no_dependency_app(upstream: str) -> FastAPI:
+    """The httpool app with the client taken from the pool in the route: no dependency
+    (only `bench.instructions` runs it, to tell the dependency's cost apart)."""
+    app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream)))
+
+    @app.get("/proxy")
+    async def proxy(request: Request) -> Any:
+        response = await httpool.get_pool(request).client("up").get("/embed")
+        response.raise_for_status()
+        return response.json()
+
+    return app
+
+
 def _httpool_httpx2_app(upstream: str) -> FastAPI:
     """The httpool app with the route on the provider's `httpx2.AsyncClient` (same engine)."""
     import httpx2
@@ -141,6 +155,8 @@ def _app(variant: str, upstream: str) -> FastAPI:
         return _httpool_app(upstream)
     if variant == "httpool-httpx2":
         return _httpool_httpx2_app(upstream)
+    if variant == "httpool-no-dependency":
+        return _httpool_no_dependency_app(upstream)
     if variant in {"naive", "httpx-aiohttp"}:
         return _shared_httpx_app(upstream, aiohttp_transport=variant == "httpx-aiohttp")
     if variant == "aiohttp":
