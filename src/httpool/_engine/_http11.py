@@ -21,7 +21,7 @@ import contextlib
 import inspect
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -420,7 +420,7 @@ class HTTP11Connection:
         """Write `head` (if not yet written) and the body; never a byte past its length."""
         content = None if chunked else _content(request)
         if content is None or len(content) != max(length, 0):
-            await self._write_stream(request, head, length, chunked, seconds)
+            await self._write_stream(request.stream, head, length, chunked, seconds)  # type: ignore[arg-type]
         elif head is None:  # written already (the `trace` extension's steps)
             if content:
                 await self._write_large(content, seconds)
@@ -432,7 +432,7 @@ class HTTP11Connection:
 
     async def _write_stream(
         self,
-        request: httpx.Request,
+        body: AsyncIterable[bytes],
         head: bytes | None,
         length: int,
         chunked: bool,
@@ -446,7 +446,7 @@ class HTTP11Connection:
         write = self._stream.write
         pending = head
         sent = 0
-        async for chunk in request.stream:  # type: ignore[union-attr]
+        async for chunk in body:
             size = len(chunk)
             if not size:
                 continue
