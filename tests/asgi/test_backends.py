@@ -22,7 +22,8 @@ from fastapi import FastAPI, Request
 import httpool
 from httpool._clients import _httpx as _clients
 
-from ..upstream import Upstream, free_port
+from ..servers import free_port
+from ..upstream import Upstream
 
 pytestmark = pytest.mark.anyio
 

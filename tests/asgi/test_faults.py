@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 
 import httpool
 
-from ..upstream import Upstream, free_port, serve_app, serve_upstream
+from ..servers import free_port, serve_app
+from ..upstream import Upstream, serve_upstream
 from .conftest import Backend
 
 Up = Annotated[httpx.AsyncClient, httpool.client("up")]
