@@ -61,7 +61,7 @@ def make_app(server: UpstreamServer) -> Any:
     server's current record (a stream counts in the record it started in).
 
     Paths: `/slow?d=` (or `?delay=`) answers after a pause, `/status?code=` with that
-    status, `/stream?n=&delay=` server-sent events, `/redirect?to=` a 307, `/echo` the
+    status, `/stream?n=&delay=` server-sent events, `/redirect?to=` a 307, `/length` the
     request body's length; any other path echoes the request as JSON.
     """
 
@@ -85,7 +85,7 @@ def make_app(server: UpstreamServer) -> Any:
             code = int(scope["query_string"].decode().partition("=")[2] or 500)
             await send_response(send, b"", status=code)
             return
-        if path == "/echo":
+        if path == "/length":
             await send_response(send, str(len(body)).encode())
             return
         if path == "/stream":

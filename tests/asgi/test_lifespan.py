@@ -269,21 +269,42 @@ async def test_get_pool_accepts_the_lifespan_managers_app(upstream: Upstream) ->
 
 @pytest.mark.anyio
 async def test_get_pool_does_not_run_the_app_it_probes(upstream: Upstream) -> None:
-    """An ASGI function that adds no state is not a pool; probing it runs nothing of it."""
+    """An ASGI function that adds no state is not a pool; probing it runs nothing of it:
+    the probe stops at the first use of the scope (read, copy, size, delete, another key
+    set) or of receive and send."""
     calls: list[str] = []
 
-    async def plain_app(scope: Any, receive: Any, send: Any) -> None:
+    async def reads(scope: Any, receive: Any, send: Any) -> None:
         calls.append(scope["type"])
 
-    async def no_state(scope: Any, receive: Any, send: Any) -> None:
-        calls.append("called")
-        await plain_app(scope, receive, send)
+    async def copies(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(str(dict(scope)))
 
+    async def sizes(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(str(len(scope)))
+
+    async def deletes(scope: Any, receive: Any, send: Any) -> None:
+        del scope["state"]
+        calls.append("deleted")
+
+    async def sets_another_key(scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = None
+        calls.append("set")
+
+    async def receives(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        calls.append("received")
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        calls.append("wrapper")
+        await reads(scope, receive, send)
+
+    probed = (reads, copies, sizes, deletes, sets_another_key, receives, wrapper)
     async with LifespanManager(make_app(upstream)):
-        for source in (plain_app, no_state, object(), None):
+        for source in (*probed, object(), None):
             with pytest.raises(LookupError, match="httpool.lifespan"):
                 httpool.get_pool(source)
-    assert calls == ["called"]  # stopped at its first use of the scope
+    assert calls == ["wrapper"]  # each stopped at its first use of the scope
 
 
 @pytest.mark.anyio

@@ -199,9 +199,9 @@ async def test_uploads_bytes_and_async_iterator(upstream: Upstream) -> None:
         PoolTransport() as transport,
         httpx.AsyncClient(transport=transport, base_url=url) as client,
     ):
-        assert (await client.post("/echo", content=b"x" * 300_000)).text == "300000"
-        assert (await client.post("/echo", content=parts())).text == "100000"
-        assert (await client.put("/echo", json={"a": 1})).text == "7"
+        assert (await client.post("/length", content=b"x" * 300_000)).text == "300000"
+        assert (await client.post("/length", content=parts())).text == "100000"
+        assert (await client.put("/length", json={"a": 1})).text == "7"
         assert_clean(transport)
 
 
