@@ -18,6 +18,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI, Request
+from starlette.background import BackgroundTask
 
 import httpool
 from httpool._clients import _httpx as _clients
@@ -186,3 +187,37 @@ async def test_error_handlers_answer_each_failure(upstream: Upstream) -> None:
     assert (failed.status_code, failed.json()["error"]["upstream_status"]) == (502, 500)
     assert (limited.status_code, limited.json()["error"]["kind"]) == (503, "upstream_rate_limited")
     assert limited.headers["retry-after"] == "1"
+
+
+async def test_a_relayed_stream_runs_its_background_task_after_closing(
+    upstream: Upstream,
+) -> None:
+    """An `UpstreamStreamingResponse` with a background task runs it once the upstream
+    response is relayed and closed."""
+    app = make_app(upstream.url)
+    done: list[int] = []
+
+    @app.get("/relay-then")
+    async def relay_then(up: Up) -> httpool.UpstreamStreamingResponse:
+        streamed = await up.send(up.build_request("GET", "/stream?n=3"), stream=True)
+
+        def after() -> None:
+            done.append(int(httpool.get_pool(app).stats()["up"]["requests_in_flight"]))
+
+        return httpool.UpstreamStreamingResponse(streamed, background=BackgroundTask(after))
+
+    async for _, client in lifespan_client(app):
+        response = await client.get("/relay-then")
+        assert response.text.count("data:") == 3
+    assert done == [0]  # ran after the upstream response was closed
+
+
+async def test_a_lifespan_for_an_app_without_state_yields_the_pool(upstream: Upstream) -> None:
+    """Run for an ASGI app with no `state` (nor routes), the lifespan opens the pool, yields
+    it as the lifespan state and closes it; it reads as the call that made it."""
+    lifespan = httpool.lifespan(httpool.Provider("up", base_url=upstream.url))
+    assert repr(lifespan) == "httpool.lifespan(<httpool.ClientPool unopened providers=['up']>)"
+    async with lifespan(object()) as state:
+        pool = state["httpool"]
+        assert (await pool.client("up").get("/bare")).json()["path"] == "/bare"
+    assert pool.state is httpool.PoolState.CLOSED

@@ -17,7 +17,14 @@ import httpcore
 import pytest
 
 from httpool._engine._asyncio_backend import AsyncioBackend
-from httpool._engine._dns import Address, happy_eyeballs, interleave, system_resolver
+from httpool._engine._dns import (
+    MAX_NAMES,
+    Address,
+    DNSCache,
+    happy_eyeballs,
+    interleave,
+    system_resolver,
+)
 
 from ..servers import free_port
 
@@ -150,3 +157,43 @@ async def test_happy_eyeballs_keeps_to_the_local_address_family() -> None:
     addresses: list[Address] = [(socket.AF_INET, ("127.0.0.1", free_port()))]
     with pytest.raises(OSError, match="no address to connect to"):
         await happy_eyeballs(addresses, local_address="::1")
+
+
+async def test_happy_eyeballs_binds_the_local_address(silent_server: int) -> None:
+    """With a local address, the socket is bound to it before connecting."""
+    addresses: list[Address] = [(socket.AF_INET, ("127.0.0.1", silent_server))]
+    sock = await happy_eyeballs(addresses, local_address="127.0.0.1")
+    try:
+        assert sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        sock.close()
+
+
+async def test_the_same_failure_twice_is_raised_as_it_is() -> None:
+    """When every attempt failed the same way, that error is raised itself (a refused
+    connection stays a ConnectionRefusedError)."""
+    port = free_port()
+    addresses: list[Address] = [(socket.AF_INET, ("127.0.0.1", port))] * 2
+    with pytest.raises(ConnectionRefusedError):
+        await happy_eyeballs(addresses, delay=5)
+
+
+async def test_the_dns_cache_keeps_at_most_max_names() -> None:
+    """Past MAX_NAMES names the oldest answer goes first: it is looked up again, the
+    newest is not."""
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[Address]:
+        asked.append(host)
+        return [(socket.AF_INET, ("127.0.0.1", port))]
+
+    cache = DNSCache(ttl=60, resolver=resolver)
+    names = [f"host{i}.test" for i in range(MAX_NAMES + 1)]
+    for name in names:
+        await cache.lookup(name, 80)
+    assert cache.lookups == MAX_NAMES + 1
+    await cache.lookup(names[-1], 80)
+    assert cache.lookups == MAX_NAMES + 1  # the newest is still kept
+    await cache.lookup(names[0], 80)
+    assert cache.lookups == MAX_NAMES + 2  # the oldest was let go
+    assert asked.count(names[0]) == 2
