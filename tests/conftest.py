@@ -1,4 +1,5 @@
-"""Fixtures shared by the tests: real upstreams on loopback (uvicorn, nginx), and the anyio backend."""
+"""Fixtures shared by the tests: real upstreams on loopback (uvicorn, nginx), and the anyio
+backend (asyncio; `tests/asgi/` runs on trio as well, `tests/test_trio.py` on trio only)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 
 from .nginx import Nginx, StartNginx, nginx_binary, run_nginx
-from .upstream import Upstream, serve_upstream
+from .upstream import Upstream, UpstreamServer
+from .upstream import upstream_server as serve_upstream_server
 
 
 @pytest.fixture
@@ -20,11 +22,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    """A provider-like HTTP/1.1 server on 127.0.0.1 that counts its connections."""
-    with serve_upstream() as server:
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[UpstreamServer]:
+    """The provider-like HTTP/1.1 server on 127.0.0.1, one for the session."""
+    with serve_upstream_server() as server:
         yield server
+
+
+@pytest.fixture
+def upstream(upstream_server: UpstreamServer) -> Upstream:
+    """The session's upstream, with a fresh record of the connections and requests it
+    sees in this test (a test that needs a server of its own uses `serve_upstream()`)."""
+    return upstream_server.fresh()
 
 
 @pytest.fixture

@@ -54,8 +54,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import threading
@@ -69,8 +67,15 @@ from urllib.parse import parse_qs
 
 import trustme
 
-from .engine.servers import serve_uvicorn
-from .upstream import free_port
+from .servers import (
+    free_port,
+    listening,
+    port_of,
+    read_body,
+    send_response,
+    serve_app,
+    stop_process,
+)
 
 START_TIMEOUT = 10.0  # seconds for nginx to listen, or to stop
 LOG_FIELDS = (
@@ -117,29 +122,14 @@ class CountingUpstream:
                 return
             headers = dict(scope["headers"])
             request_id = headers.get(b"x-request-id", b"").decode()
-            size = 0
-            while True:
-                message = await receive()
-                size += len(message.get("body", b""))
-                if not message.get("more_body"):
-                    break
+            size = len(await read_body(receive))
             with self._lock:
                 self.runs[request_id] += 1
             delay = float(parse_qs(scope["query_string"].decode()).get("delay", ["0"])[0])
             if delay:
                 await asyncio.sleep(delay)
             payload = f"{scope['method']} {request_id} {size}".encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/plain"),
-                        (b"content-length", str(len(payload)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
+            await send_response(send, payload, headers=[(b"content-type", b"text/plain")])
 
         return app
 
@@ -177,12 +167,6 @@ class Nginx:
         """nginx's error log so far."""
         path = self.prefix / "logs" / "error.log"
         return path.read_text() if path.exists() else ""
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-        return True
-    return False
 
 
 def render_config(
@@ -319,7 +303,7 @@ def run_nginx(
         counting: CountingUpstream | None = None
         if upstream:
             counting = CountingUpstream()
-            counting.port = stack.enter_context(serve_uvicorn(counting.app()))
+            counting.port = port_of(stack.enter_context(serve_app(counting.app(), lifespan="off")))
         for _attempt in range(3):  # a random port may be taken between the probe and nginx
             http_port, https_port = free_port(), free_port()
             conf = prefix / "conf" / "nginx.conf"
@@ -370,7 +354,7 @@ def _start(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return None
-        if all(_listening(port) for port in ports):
+        if all(listening(port) for port in ports):
             return process
         time.sleep(0.02)
     _stop(process)
@@ -380,13 +364,7 @@ def _start(
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """Fast shutdown (SIGTERM), then kill if it lingers."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, timeout=START_TIMEOUT)
 
 
 StartNginx = Callable[..., Nginx]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .upstream import free_port
+from .servers import free_port, stop_process
 
 ONLY_PROXY_HOST = "only-the-proxy.test"
 
@@ -204,12 +204,7 @@ def serve_pproxy(scheme: str, folder: Path, auth: str = "") -> Iterator[PProxy]:
             time.sleep(0.05)
         yield PProxy(f"{scheme}://127.0.0.1:{port}", log_file)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         out.close()
 
 

@@ -243,3 +243,41 @@ def test_config_error_never_echoes_a_value(kwargs: dict[str, object], field: str
     assert f".{field}" in str(info.value)
     assert KEY not in str(info.value)
     assert KEY not in repr(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "said"),
+    [
+        ({"name": 123}, TypeError, r"Provider\(name\): the provider name must be a str, got int"),
+        ({"base_url": "http://"}, httpool.ConfigError, r"base_url: 'http://' has no host"),
+        (
+            {"headers": {"X-Key": "a", "x-key": "b"}},
+            httpool.ConfigError,
+            r"headers: 'x-key' is given twice \(header names ignore case\)",
+        ),
+        (
+            {"event_hooks": {"send": []}},
+            httpool.ConfigError,
+            r"event_hooks: unknown hook 'send'; use 'request' or 'response'",
+        ),
+        (
+            {"event_hooks": {"request": [1]}},
+            httpool.ConfigError,
+            r"event_hooks\['request'\]: expected a list of callables",
+        ),
+    ],
+)
+def test_bad_provider_fields_are_named(
+    options: dict[str, object], error: type[Exception], said: str
+) -> None:
+    """Each bad field is refused with the field's name and what is wrong with it."""
+    given: dict[str, object] = {"name": "p", "base_url": "https://api.example.com", **options}
+    with pytest.raises(error, match=said):
+        httpool.Provider(**given)  # type: ignore[arg-type]
+
+
+def test_base_url_may_be_an_httpx_url() -> None:
+    """An `httpx.URL` base URL is taken as its text."""
+    url = httpx.URL("https://api.example.com/v1")
+    provider = httpool.Provider("p", base_url=url)  # type: ignore[arg-type]  # run time only
+    assert provider.base_url == "https://api.example.com/v1"

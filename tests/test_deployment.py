@@ -24,7 +24,7 @@ from markdown_it import MarkdownIt
 from example_app.serving import serve_in_thread
 from example_app.stub_upstream import create_stub_app
 
-from .upstream import free_port
+from .servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "deployment.md"

@@ -27,7 +27,8 @@ from example_app.app import DEFAULT_STUB_URL, create_app, load_providers
 from example_app.serving import serve_in_thread
 from example_app.stub_upstream import DIMENSIONS, StubState, create_stub_app, fake_vector
 
-from .upstream import Upstream, free_port
+from .servers import free_port
+from .upstream import Upstream
 
 REPO = Path(__file__).resolve().parent.parent
 WRONG_KEY = "sk-wrong-key-4242-do-not-leak"

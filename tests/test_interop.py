@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import httpool
 from httpool.testing import assert_no_leaks
 
-from .upstream import Upstream, serve_app
+from .servers import serve_app
+from .upstream import Upstream
 
 Up = Annotated[httpx.AsyncClient, httpool.client("up")]
 

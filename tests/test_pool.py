@@ -360,3 +360,42 @@ async def test_failed_opening_is_rolled_back_and_can_open_again() -> None:
     with pytest.raises(RuntimeError):
         await pool.open()
     assert pool.state is httpool.PoolState.CLOSED  # as it was before this opening
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("drain_timeout", -1.0), ("close_timeout", float("nan"))]
+)
+def test_shutdown_deadlines_must_be_seconds(field: str, value: float) -> None:
+    """A negative or NaN deadline is refused, naming the argument."""
+    with pytest.raises(httpool.ConfigError, match=rf"ClientPool\({field}=.*\): must be a number"):
+        httpool.ClientPool(httpool.Provider("up"), **{field: value})
+
+
+async def test_opening_an_open_pool_is_refused() -> None:
+    """`open()` on an open pool says it is already open; closing then works as usual."""
+    pool = httpool.ClientPool(httpool.Provider("up", base_url="http://127.0.0.1:9"))
+    async with pool:
+        with pytest.raises(RuntimeError, match="already open"):
+            await pool.open()
+    assert pool.state is httpool.PoolState.CLOSED
+
+
+async def test_override_is_refused_while_open_and_undone_after() -> None:
+    """`override()` changes a provider until its block ends, refuses unknown names, and is
+    refused while the pool runs; the sync client is refused once the pool closed."""
+    pool = httpool.ClientPool(httpool.Provider("up", base_url="http://127.0.0.1:9"))
+    with pool.override("up", base_url="http://127.0.0.1:8") as replaced:
+        assert replaced.base_url == "http://127.0.0.1:8"
+        assert pool.providers["up"] is replaced
+    assert pool.providers["up"].base_url == "http://127.0.0.1:9"
+    with pytest.raises(httpool.UnknownProviderError), pool.override("nope", timeout=1.0):
+        pass
+    async with pool:
+        with (
+            pytest.raises(RuntimeError, match="override providers before the app starts"),
+            pool.override("up", timeout=1.0),
+        ):
+            pass
+        assert pool.get_client_sync("up") is pool.client("up")
+    with pytest.raises(httpool.PoolClosedError, match="'up'"):
+        pool.sync_client("up")

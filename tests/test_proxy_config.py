@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import httpool
-from httpool._engine._proxy import Routes, parse_proxy
+from httpool._engine._proxy import Routes, masked, parse_proxy, proxy_label
 
 ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
 
@@ -101,6 +101,7 @@ def test_lower_case_variables_win(monkeypatch: pytest.MonkeyPatch) -> None:
         ("127.0.0.1", "http://127.0.0.2:8000", False),
         ("10.0.0.0/8", "http://10.20.30.40", True),
         ("10.0.0.0/8", "http://11.0.0.1", False),
+        ("10.0.0.0/8", "http://example.com", False),  # a range never matches a name
         ("::1", "http://[::1]:8000", True),
         ("fd00::/8", "http://[fd12::1]", True),
         ("other.org, example.com", "https://example.com", True),
@@ -233,3 +234,15 @@ def test_an_httpx2_proxy_is_taken_too() -> None:
         ("erin", "pw-x2"),
     )
     assert "pw-x2" not in repr(provider)
+
+
+def test_proxies_are_shown_without_their_credentials() -> None:
+    """A proxy is shown masked with or without a scheme; what is no proxy at all is shown
+    by its type; a URL httpx cannot read is refused, masked."""
+    assert masked("alice:s3cret@proxy:3128/x") == "***@proxy:3128/x"
+    assert masked("socks5://alice:s3cret@proxy:1080") == "socks5://***@proxy:1080"
+    assert proxy_label("http://alice:s3cret@proxy:3128") == "http://***@proxy:3128"
+    assert proxy_label(object()) == "<object>"
+    with pytest.raises(ValueError, match="is not a valid proxy URL") as info:
+        parse_proxy("http://alice:s3cret@[::1")
+    assert "s3cret" not in str(info.value)

@@ -9,7 +9,6 @@ trio backend and on a FastAPI app served by hypercorn's trio worker.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,18 +20,14 @@ import pytest
 import httpool
 from httpool._clients import _httpx as _clients
 
-from .engine.servers import wait_for_port
-from .upstream import Upstream, free_port
+from .servers import free_port, serve_process
+from .upstream import Upstream
 
 pytestmark = pytest.mark.anyio
+#: The async tests run on trio only (the conftest's anyio_backend, given its value).
+ON_TRIO = pytest.mark.parametrize("anyio_backend", ["trio"])
 HERE = Path(__file__).parent
 NOTE = "runs under trio: it uses httpx's own transport"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """These tests run on trio."""
-    return "trio"
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +39,7 @@ def _say_again() -> Iterator[None]:
     said.clear()
 
 
+@ON_TRIO
 async def test_pool_under_trio_uses_httpx_transport(
     upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -69,6 +65,7 @@ async def test_pool_under_trio_uses_httpx_transport(
     assert notes[0].provider == "up"  # type: ignore[attr-defined]
 
 
+@ON_TRIO
 async def test_options_of_httpool_transport_lost_under_trio_are_named(
     upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -82,6 +79,7 @@ async def test_options_of_httpool_transport_lost_under_trio_are_named(
     assert "max_lifetime and retry_post not applied" in note.getMessage()
 
 
+@ON_TRIO
 async def test_pool_transport_given_explicitly_fails_clearly_and_closes(
     upstream: Upstream,
 ) -> None:
@@ -105,19 +103,9 @@ def trio_app(upstream: Upstream) -> Iterator[tuple[str, subprocess.Popen[bytes]]
     hypercorn = Path(sys.executable).parent / "hypercorn"
     command = [str(hypercorn), "--worker-class", "trio", "--bind", f"127.0.0.1:{port}"]
     command += ["--graceful-timeout", "5", "--log-level", "info", "trio_app:create_app()"]
-    env = {**os.environ, "UPSTREAM_URL": upstream.url, "PYTHONDONTWRITEBYTECODE": "1"}
-    process = subprocess.Popen(
-        command, cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        wait_for_port(port)
+    env = {"UPSTREAM_URL": upstream.url}
+    with serve_process(command, port, cwd=HERE, env=env, output=subprocess.PIPE) as process:
         yield f"http://127.0.0.1:{port}", process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def test_fastapi_app_on_hypercorn_trio_worker(

@@ -1,17 +1,31 @@
-"""A real HTTP upstream on loopback for the tests: uvicorn in a thread, counting connections."""
+"""A real HTTP upstream on loopback for the tests: uvicorn in a thread, counting connections.
+
+One server serves the whole session (`upstream_server`, the `upstream` fixture of
+`tests/conftest.py`); each test gets a fresh `Upstream` record of what it saw, so
+counts start from zero without a new server. `serve_upstream()` starts a server of a
+test's own (a given port, a short keep-alive, TLS).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
+from .servers import read_body, send_response, serve_app
+
+# serve_app is named here too for the policy tests, which import it from this module.
+__all__ = [
+    "Upstream",
+    "UpstreamServer",
+    "make_app",
+    "serve_app",
+    "serve_upstream",
+    "upstream_server",
+]
 
 
 @dataclass
@@ -29,8 +43,27 @@ class Upstream:
         return len(self.clients)
 
 
-def make_app(seen: Upstream) -> Any:
-    """An ASGI app that answers like a provider API and records every request."""
+class UpstreamServer:
+    """A running upstream: its URL, and the record that requests are counted in now."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.current = Upstream(url="")
+
+    def fresh(self) -> Upstream:
+        """Count from now on in a new record (a test's own), and return it."""
+        self.current = Upstream(url=self.url)
+        return self.current
+
+
+def make_app(server: UpstreamServer) -> Any:
+    """An ASGI app that answers like a provider API and records every request in the
+    server's current record (a stream counts in the record it started in).
+
+    Paths: `/slow?d=` (or `?delay=`) answers after a pause, `/status?code=` with that
+    status, `/stream?n=&delay=` server-sent events, `/redirect?to=` a 307, `/length` the
+    request body's length; any other path echoes the request as JSON.
+    """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -39,23 +72,21 @@ def make_app(seen: Upstream) -> Any:
                 await send({"type": f"{kind}.complete"})
                 if kind == "lifespan.shutdown":
                     return
+        seen = server.current
         host, port = scope["client"]
         seen.clients.add((host, port))
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         seen.requests.append({"path": scope["path"], "method": scope["method"], "headers": headers})
         path = scope["path"]
         if path == "/slow":
             await asyncio.sleep(float(scope["query_string"].decode().partition("=")[2] or 0.2))
         if path == "/status":
             code = int(scope["query_string"].decode().partition("=")[2] or 500)
-            await send({"type": "http.response.start", "status": code, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await send_response(send, b"", status=code)
+            return
+        if path == "/length":
+            await send_response(send, str(len(body)).encode())
             return
         if path == "/stream":
             await send(
@@ -88,14 +119,7 @@ def make_app(seen: Upstream) -> Any:
             return
         if path == "/redirect":
             target = scope["query_string"].decode().partition("=")[2]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 307,
-                    "headers": [(b"location", target.encode()), (b"content-length", b"0")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b""})
+            await send_response(send, b"", status=307, headers=[(b"location", target.encode())])
             return
         payload = json.dumps(
             {
@@ -105,82 +129,26 @@ def make_app(seen: Upstream) -> Any:
                 "body": body.decode(errors="replace"),
             }
         ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await send_response(send, payload, headers=[(b"content-type", b"application/json")])
 
     return app
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
-def serve_app(
-    app: Any,
-    *,
-    port: int = 0,
-    keep_alive: float = 30,
-    ssl: dict[str, str] | None = None,
-    ws: str = "auto",
-    lifespan: str = "auto",
-) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yield its URL; stop on exit.
-
-    The one uvicorn-in-a-thread helper of the tests; `ssl` is `{"cert": ..., "key": ...}`
-    for https.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    port = sock.getsockname()[1]
-    options: dict[str, Any] = (
-        {"ssl_certfile": ssl["cert"], "ssl_keyfile": ssl["key"]} if ssl else {}
-    )
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan=lifespan,  # type: ignore[arg-type]  # one of uvicorn's names
-        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float works as well
-        http="h11",
-        ws=ws,
-        **options,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(1000):
-        if server.started or not thread.is_alive():
-            break
-        threading.Event().wait(0.01)
-    if not server.started:
-        sock.close()
-        raise RuntimeError("the test server did not start")
-    try:
-        yield f"{'https' if ssl else 'http'}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@contextlib.contextmanager
-def serve_upstream(*, port: int = 0, keep_alive: int = 30) -> Iterator[Upstream]:
+def upstream_server(
+    *, port: int = 0, keep_alive: float = 30, ssl: dict[str, str] | None = None
+) -> Iterator[UpstreamServer]:
     """Serve the test upstream on 127.0.0.1 in a thread; stop it on exit."""
-    seen = Upstream(url="")
-    with serve_app(make_app(seen), port=port, keep_alive=keep_alive) as url:
-        seen.url = url
-        yield seen
+    server = UpstreamServer()
+    with serve_app(make_app(server), port=port, keep_alive=keep_alive, ssl=ssl) as url:
+        server.url = url
+        yield server
+
+
+@contextlib.contextmanager
+def serve_upstream(
+    *, port: int = 0, keep_alive: float = 30, ssl: dict[str, str] | None = None
+) -> Iterator[Upstream]:
+    """A test upstream of the caller's own (a given port, keep-alive or TLS); its record."""
+    with upstream_server(port=port, keep_alive=keep_alive, ssl=ssl) as server:
+        yield server.fresh()

@@ -18,7 +18,8 @@ from fastapi import FastAPI
 
 import httpool
 
-from ..upstream import Upstream, serve_app
+from ..servers import serve_app
+from ..upstream import Upstream
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 import httpool
 
 from ..policy.stub import Stub, serve_stub
-from ..upstream import serve_app
+from ..servers import serve_app
 from .test_status_page import CHROMEDRIVER, CHROMIUM, browser, text_of
 
 pytest.importorskip("selenium.webdriver")

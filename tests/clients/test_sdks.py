@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 import httpool
 
-from ..upstream import serve_app
+from ..servers import serve_app
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpcore
-import httpx
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
@@ -17,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from httpool._engine._transport import PoolTransport
 
 from ..proxies import ProxyLog, serve_proxy
-from ..upstream import Upstream, serve_upstream
-from .servers import RawH2Server, RawHTTPServer, Seen, counting_app, serve_granian, serve_uvicorn
+from ..upstream import Upstream, UpstreamServer, upstream_server
+from .servers import RawH2Server, RawHTTPServer, serve_granian
 
 
 @pytest.fixture
@@ -45,14 +44,6 @@ async def start_h2(servers: list[RawH2Server], **options: Any) -> RawH2Server:
     await server.start()
     servers.append(server)
     return server
-
-
-@pytest.fixture
-def uvicorn_upstream() -> Iterator[tuple[Seen, str]]:
-    """uvicorn (HTTP/1.1) serving the counting app; yields what it saw and its URL."""
-    seen = Seen()
-    with serve_uvicorn(counting_app(seen)) as port:
-        yield seen, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
@@ -89,12 +80,17 @@ def granian_h2(tls: dict[str, Any]) -> Iterator[str]:
         yield f"https://127.0.0.1:{port}"
 
 
+@pytest.fixture(scope="session")
+def uvicorn_tls_server(tls: dict[str, Any]) -> Iterator[UpstreamServer]:
+    """The test upstream (uvicorn) over TLS, HTTP/1.1 only (ALPN does not offer h2)."""
+    with upstream_server(ssl={"cert": tls["cert"], "key": tls["key"]}) as server:
+        yield server
+
+
 @pytest.fixture
-def uvicorn_tls(tls: dict[str, Any]) -> Iterator[tuple[Seen, str]]:
-    """uvicorn over TLS, HTTP/1.1 only (ALPN does not offer h2)."""
-    seen = Seen()
-    with serve_uvicorn(counting_app(seen), ssl={"cert": tls["cert"], "key": tls["key"]}) as port:
-        yield seen, f"https://127.0.0.1:{port}"
+def uvicorn_tls(uvicorn_tls_server: UpstreamServer) -> Upstream:
+    """The session's TLS upstream, with a fresh record of what it saw in this test."""
+    return uvicorn_tls_server.fresh()
 
 
 class SlowConnectBackend(httpcore.AsyncNetworkBackend):
@@ -198,7 +194,7 @@ def assert_clean(transport: PoolTransport) -> None:
     assert stats["connections_connecting"] == 0, stats
 
 
-# -- proxies and upstreams shared by the proxy, SOCKS and DNS tests --------------------
+# -- the proxy shared by the proxy, SOCKS and DNS tests --------------------
 
 
 @pytest.fixture
@@ -206,20 +202,6 @@ def proxy() -> Iterator[ProxyLog]:
     """A forward proxy with CONNECT on 127.0.0.1."""
     with serve_proxy() as log:
         yield log
-
-
-@pytest.fixture
-def plain_upstream() -> Iterator[Upstream]:
-    """The test upstream (uvicorn) over plain HTTP."""
-    with serve_upstream() as seen:
-        yield seen
-
-
-def port_of(url: str) -> int:
-    """The port of `url`."""
-    port = httpx.URL(url).port
-    assert port is not None
-    return port
 
 
 def assert_idle(transport: PoolTransport) -> None:

@@ -34,7 +34,7 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
-from .servers import _LoopbackServer
+from .servers import _LoopbackServer, h2_server_connection
 
 
 class _Conn:
@@ -81,13 +81,7 @@ class ScriptedH2Server(_LoopbackServer):
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._accept(writer)
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        h2c = h2.connection.H2Connection(config=config)
-        h2c.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams},
-        )
-        h2c.initiate_connection()
+        h2c = h2_server_connection(self.max_streams)
         conn = _Conn(writer, h2c)
         self._conns.append(conn)
         conn.flush()

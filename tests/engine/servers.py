@@ -1,18 +1,16 @@
-"""Real servers on 127.0.0.1 for the transport tests: uvicorn, granian, and raw ones that misbehave."""
+"""Servers on 127.0.0.1 for the transport tests: granian and hypercorn over HTTP/2, and raw
+ones on the test's loop that misbehave (HTTP/1.1 here, the scripted HTTP/2 one in
+`rawh2.py`). uvicorn serves the provider-like upstream of `tests/upstream.py`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import struct
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,80 +22,12 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
-from ..upstream import free_port, serve_app
+from ..servers import free_port, serve_process
 
 HERE = Path(__file__).parent
 
 
-# -- uvicorn (HTTP/1.1) ------------------------------------------------------------------
-
-
-@dataclass
-class Seen:
-    """What an ASGI test app saw: distinct client ports (one per TCP connection)."""
-
-    ports: set[int] = field(default_factory=set)
-    requests: int = 0
-
-    @property
-    def connections(self) -> int:
-        """TCP connections seen so far."""
-        return len(self.ports)
-
-
-def counting_app(seen: Seen) -> Any:
-    """An ASGI app that records each connection and answers `/`, `/slow?d=`, `/stream?n=`, `/echo`."""
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        seen.ports.add(scope["client"][1])
-        seen.requests += 1
-        query = parse_qs(scope["query_string"].decode())
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        path = scope["path"]
-        if path == "/slow":
-            await asyncio.sleep(float(query.get("d", ["0.2"])[0]))
-        if path == "/stream":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            for i in range(int(query.get("n", ["5"])[0])):
-                await send({"type": "http.response.body", "body": b"%d;" % i, "more_body": True})
-                await asyncio.sleep(0.005)
-            await send({"type": "http.response.body", "body": b""})
-            return
-        payload = str(len(body)).encode() if path == "/echo" else b"ok"
-        headers = [(b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
-
-    return app
-
-
-@contextlib.contextmanager
-def serve_uvicorn(
-    app: Any, *, keep_alive: float = 30, ssl: dict[str, str] | None = None, ws: str = "auto"
-) -> Iterator[int]:
-    """Serve `app` with uvicorn in a thread on 127.0.0.1 (no lifespan); yield the port."""
-    with serve_app(app, keep_alive=keep_alive, ssl=ssl, ws=ws, lifespan="off") as url:
-        yield int(url.rsplit(":", 1)[1])
-
-
-# -- granian (HTTP/2 over TLS) -----------------------------------------------------------
-
-
-def wait_for_port(port: int, timeout: float = 20) -> None:
-    """Block until 127.0.0.1:port accepts a connection."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+# -- granian and hypercorn (HTTP/2 over TLS), serving h2app.py in a process -------------
 
 
 @contextlib.contextmanager
@@ -108,20 +38,19 @@ def serve_granian(cert: str, key: str, *args: str) -> Iterator[int]:
     command = [str(granian), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--ssl-certificate", cert, "--ssl-keyfile", key, "--no-log", "--workers", "1"]
     command += ["--working-dir", str(HERE), *args, "h2app:app"]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for_port(port)
+    with serve_process(command, port):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+
+
+@contextlib.contextmanager
+def serve_hypercorn(cert: str, key: str) -> Iterator[int]:
+    """Run hypercorn (ASGI, TLS, ALPN h2) as a subprocess serving `h2app:app`; yield its port."""
+    port = free_port()
+    hypercorn = Path(sys.executable).parent / "hypercorn"
+    command = [str(hypercorn), "--bind", f"127.0.0.1:{port}", "--certfile", cert]
+    command += ["--keyfile", key, "--log-level", "error", "h2app:app"]
+    with serve_process(command, port, cwd=HERE):
+        yield port
 
 
 # -- a raw HTTP/1.1 server that misbehaves on demand ---------------------------------------
@@ -309,6 +238,19 @@ class RawHTTPServer(_LoopbackServer):
 # -- a raw HTTP/2 server (prior knowledge, plain TCP) with stream limits and GOAWAY ----------
 
 
+def h2_server_connection(max_streams: int) -> Any:
+    """A server-side h2 connection that allows `max_streams` concurrent streams, with its
+    preface and SETTINGS queued (`data_to_send()`)."""
+    config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+    conn = h2.connection.H2Connection(config=config)
+    conn.local_settings = h2.settings.Settings(
+        client=False,
+        initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams},
+    )
+    conn.initiate_connection()
+    return conn
+
+
 class RawH2Server(_LoopbackServer):
     """An h2-library server on the test's loop: `max_streams`, `delay`, `goaway_after`.
 
@@ -334,13 +276,7 @@ class RawH2Server(_LoopbackServer):
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._accept(writer)
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        conn = h2.connection.H2Connection(config=config)
-        conn.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams},
-        )
-        conn.initiate_connection()
+        conn = h2_server_connection(self.max_streams)
         writer.write(conn.data_to_send())
         state = {"answered": 0, "active": 0, "last": 0, "goaway": False}
         try:

@@ -12,8 +12,8 @@ import pytest
 from httpool._engine._dns import DNSCache, happy_eyeballs, interleave
 from httpool._engine._transport import PoolTransport
 
+from ..servers import port_of
 from ..upstream import Upstream
-from .conftest import port_of
 
 pytestmark = pytest.mark.anyio
 
@@ -33,11 +33,11 @@ class Counting:
         return [(socket.AF_INET, ("127.0.0.1", port))]
 
 
-async def test_a_burst_of_50_connections_makes_one_lookup(plain_upstream: Upstream) -> None:
+async def test_a_burst_of_50_connections_makes_one_lookup(upstream: Upstream) -> None:
     """50 concurrent requests open 50 connections to a name resolved once."""
     resolver = Counting()
     transport = PoolTransport(resolver=resolver, dns_ttl=30)
-    url = f"http://api.example.test:{port_of(plain_upstream.url)}/slow?d=0.3"
+    url = f"http://api.example.test:{port_of(upstream.url)}/slow?d=0.3"
     async with httpx.AsyncClient(transport=transport) as client:
         responses = await asyncio.gather(*(client.get(url) for _ in range(50)))
         assert all(r.status_code == 200 for r in responses)
@@ -45,11 +45,11 @@ async def test_a_burst_of_50_connections_makes_one_lookup(plain_upstream: Upstre
     assert resolver.names == ["api.example.test"]
 
 
-async def test_the_answer_expires_and_max_lifetime_re_resolves(plain_upstream: Upstream) -> None:
+async def test_the_answer_expires_and_max_lifetime_re_resolves(upstream: Upstream) -> None:
     """After the TTL, a new connection (the old one retired by max_lifetime) looks up again."""
     resolver = Counting()
     transport = PoolTransport(resolver=resolver, dns_ttl=0.2, max_lifetime=0.3)
-    url = f"http://api.example.test:{port_of(plain_upstream.url)}/ok"
+    url = f"http://api.example.test:{port_of(upstream.url)}/ok"
     async with httpx.AsyncClient(transport=transport) as client:
         await client.get(url)
         await client.get(url)  # reused: no connection, no lookup
@@ -77,12 +77,12 @@ async def test_a_failed_lookup_is_not_kept() -> None:
     assert calls == ["nowhere.example.test"] * 2
 
 
-async def test_dns_ttl_zero_resolves_for_each_connection(plain_upstream: Upstream) -> None:
+async def test_dns_ttl_zero_resolves_for_each_connection(upstream: Upstream) -> None:
     """dns_ttl=0: no cache (asyncio resolves each time, here the name `localhost`)."""
     transport = PoolTransport(dns_ttl=0)
     assert transport.dns is None
     async with httpx.AsyncClient(transport=transport) as client:
-        response = await client.get(f"http://localhost:{port_of(plain_upstream.url)}/ok")
+        response = await client.get(f"http://localhost:{port_of(upstream.url)}/ok")
     assert response.status_code == 200
 
 
@@ -117,11 +117,11 @@ def _v6_loopback() -> bool:
     return True
 
 
-async def test_happy_eyeballs_falls_back_to_the_other_family(plain_upstream: Upstream) -> None:
+async def test_happy_eyeballs_falls_back_to_the_other_family(upstream: Upstream) -> None:
     """A name with v6 and v4 addresses: the v6 one refuses, the v4 one connects."""
     if not _v6_loopback():
         pytest.skip("no IPv6 loopback here")
-    port = port_of(plain_upstream.url)
+    port = port_of(upstream.url)
     resolver = Counting([(socket.AF_INET6, ("::1", port)), (socket.AF_INET, ("127.0.0.1", port))])
     transport = PoolTransport(resolver=resolver)
     async with httpx.AsyncClient(transport=transport) as client:
@@ -187,7 +187,7 @@ def test_provider_dns_ttl_is_validated() -> None:
     assert httpool.Provider("p", base_url="https://api.example.com", dns_ttl=0).dns_ttl == 0
 
 
-def test_dns_off_and_on_under_uvloop(plain_upstream: Upstream) -> None:
+def test_dns_off_and_on_under_uvloop(upstream: Upstream) -> None:
     """uvloop's create_connection takes no happy_eyeballs_delay: both paths still connect."""
     uvloop = pytest.importorskip("uvloop")
 
@@ -195,7 +195,7 @@ def test_dns_off_and_on_under_uvloop(plain_upstream: Upstream) -> None:
         codes = []
         for ttl in (0, 10):
             async with httpx.AsyncClient(transport=PoolTransport(dns_ttl=ttl)) as client:
-                response = await client.get(f"http://localhost:{port_of(plain_upstream.url)}/ok")
+                response = await client.get(f"http://localhost:{port_of(upstream.url)}/ok")
                 codes.append(response.status_code)
         return codes
 

@@ -12,8 +12,9 @@ import pytest
 
 from httpool._engine._transport import PoolTransport
 
+from ..upstream import serve_upstream
 from .conftest import CountingBackend, SlowConnectBackend, assert_clean
-from .servers import RawHTTPServer, Seen, counting_app, serve_uvicorn
+from .servers import RawHTTPServer
 
 pytestmark = pytest.mark.anyio
 
@@ -39,16 +40,15 @@ async def test_server_closing_idle_connections_never_fails_a_request(
 
 async def test_uvicorn_keep_alive_timeout_never_fails_a_request() -> None:
     """uvicorn closing idle connections after 0.2 s (client expiry 30 s) causes no failure."""
-    seen = Seen()
-    with serve_uvicorn(counting_app(seen), keep_alive=0.2) as port:
+    with serve_upstream(keep_alive=0.2) as seen:
         limits = httpx.Limits(keepalive_expiry=30)
         async with (
             PoolTransport(limits=limits) as transport,
-            httpx.AsyncClient(transport=transport, base_url=f"http://127.0.0.1:{port}") as client,
+            httpx.AsyncClient(transport=transport, base_url=seen.url) as client,
         ):
             for _ in range(6):
                 results = await asyncio.gather(*(client.get("/") for _ in range(4)))
-                assert all(r.text == "ok" for r in results)
+                assert all(r.json()["path"] == "/" for r in results)
                 await asyncio.sleep(0.3)
             assert transport.stats()["errors"] == {}
             assert_clean(transport)

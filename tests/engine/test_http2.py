@@ -10,8 +10,9 @@ import pytest
 
 from httpool._engine._transport import PoolTransport
 
+from ..upstream import Upstream
 from .conftest import FlakyBackend, assert_clean, client_context, start_h2
-from .servers import RawH2Server, Seen
+from .servers import RawH2Server
 
 pytestmark = pytest.mark.anyio
 
@@ -147,10 +148,10 @@ async def test_http2_cancellation_leaks_nothing(h2_servers: list[RawH2Server]) -
 
 
 async def test_alpn_http11_fallback_does_not_wait_to_share(
-    uvicorn_tls: tuple[Seen, str], tls: dict[str, Any]
+    uvicorn_tls: Upstream, tls: dict[str, Any]
 ) -> None:
     """With http2=True against an HTTP/1.1-only TLS server, bursts get their own connections."""
-    seen, url = uvicorn_tls
+    seen, url = uvicorn_tls, uvicorn_tls.url
     limits = httpx.Limits(max_connections=8)
     async with (
         PoolTransport(http2=True, verify=client_context(tls), limits=limits) as transport,

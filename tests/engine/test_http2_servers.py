@@ -7,14 +7,9 @@ cancellation storms that leave nothing in use, and uploads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import os
 import random
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,36 +17,12 @@ import pytest
 
 from httpool._engine._transport import PoolTransport
 
-from ..upstream import free_port
 from .conftest import assert_clean, client_context
-from .servers import HERE, serve_granian, wait_for_port
+from .servers import serve_granian, serve_hypercorn
 
 pytestmark = pytest.mark.anyio
 
 GRANIAN_STREAMS = 30
-
-
-@contextlib.contextmanager
-def serve_hypercorn(cert: str, key: str) -> Iterator[int]:
-    """Run hypercorn (ASGI, TLS, ALPN h2) as a subprocess serving `h2app:app`; yield its port."""
-    port = free_port()
-    hypercorn = Path(sys.executable).parent / "hypercorn"
-    command = [str(hypercorn), "--bind", f"127.0.0.1:{port}", "--certfile", cert]
-    command += ["--keyfile", key, "--log-level", "error", "h2app:app"]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    process = subprocess.Popen(
-        command, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module", params=["granian", "hypercorn"])

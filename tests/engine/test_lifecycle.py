@@ -11,7 +11,8 @@ import pytest
 
 from httpool._engine._transport import PoolTransport
 
-from .servers import RawHTTPServer, Seen
+from ..upstream import Upstream
+from .servers import RawHTTPServer
 
 STATS_KEYS = {
     "connections_open",
@@ -75,9 +76,9 @@ async def test_async_with_closes_the_transport(raw_server: RawHTTPServer) -> Non
     assert transport.stats()["connections_open"] == 0
 
 
-def test_use_from_another_event_loop_says_what_to_do(uvicorn_upstream: tuple[Seen, str]) -> None:
+def test_use_from_another_event_loop_says_what_to_do(upstream: Upstream) -> None:
     """A transport used by a second event loop fails with a message naming the cause and fix."""
-    _, url = uvicorn_upstream
+    url = upstream.url
     transport = PoolTransport()
     client = httpx.AsyncClient(transport=transport)
 

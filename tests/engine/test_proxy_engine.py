@@ -14,34 +14,35 @@ import pytest
 from httpool._engine._transport import PoolTransport
 
 from ..proxies import ONLY_PROXY_HOST, ProxyLog, serve_proxy
+from ..servers import port_of
 from ..upstream import Upstream
-from .conftest import assert_idle, client_context, port_of
+from .conftest import assert_idle, client_context
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_http_target_in_absolute_form_pooled_per_proxy_and_origin(
-    proxy: ProxyLog, plain_upstream: Upstream
+    proxy: ProxyLog, upstream: Upstream
 ) -> None:
     """http:// requests go to the proxy in absolute form, and reuse one connection."""
-    base = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}"
+    base = f"http://{ONLY_PROXY_HOST}:{port_of(upstream.url)}"
     transport = PoolTransport(proxy=proxy.url)
     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
         for _ in range(3):
             assert (await client.get("/ok?x=1")).status_code == 200
         stats = transport.stats()
     assert proxy.forwarded == [f"{base}/ok?x=1"]  # one connection carried all three
-    assert len(plain_upstream.requests) == 3
+    assert len(upstream.requests) == 3
     assert stats["connections_opened"] == 1
     [label] = stats["origins"]
     assert label == f"http://{ONLY_PROXY_HOST}:{port_of(base)} via {proxy.url}"
 
 
 async def test_https_target_through_a_connect_tunnel(
-    proxy: ProxyLog, uvicorn_tls: tuple[Any, str], tls: dict[str, Any]
+    proxy: ProxyLog, uvicorn_tls: Upstream, tls: dict[str, Any]
 ) -> None:
     """https:// requests open one CONNECT tunnel and run TLS to the target inside it."""
-    port = port_of(uvicorn_tls[1])
+    port = port_of(uvicorn_tls.url)
     transport = PoolTransport(proxy=proxy.url, verify=client_context(tls, ["http/1.1"]))
     async with httpx.AsyncClient(transport=transport) as client:
         for _ in range(3):
@@ -67,25 +68,25 @@ async def test_http2_through_a_connect_tunnel(
     assert proxy.tunnels == [f"{ONLY_PROXY_HOST}:{port}"]
 
 
-async def test_proxy_credentials_from_user_info(plain_upstream: Upstream) -> None:
+async def test_proxy_credentials_from_user_info(upstream: Upstream) -> None:
     """User-info in the proxy URL becomes Basic `Proxy-Authorization`, never shown."""
     with serve_proxy(auth=("alice", "tunnel-pw-9")) as log:
         url = log.url.replace("http://", "http://alice:tunnel-pw-9@")
         transport = PoolTransport(proxy=url)
         async with httpx.AsyncClient(transport=transport) as client:
-            target = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}/ok"
+            target = f"http://{ONLY_PROXY_HOST}:{port_of(upstream.url)}/ok"
             assert (await client.get(target)).status_code == 200
             stats = repr(transport.stats())
     assert log.refused == []
     assert "tunnel-pw-9" not in stats
     assert "***@" in stats
     # the upstream never sees the proxy's credentials
-    assert "proxy-authorization" not in plain_upstream.requests[-1]["headers"]
+    assert "proxy-authorization" not in upstream.requests[-1]["headers"]
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_407_is_a_proxy_error_that_leaks_nothing(
-    scheme: str, uvicorn_tls: tuple[Any, str], plain_upstream: Upstream, tls: dict[str, Any]
+    scheme: str, uvicorn_tls: Upstream, upstream: Upstream, tls: dict[str, Any]
 ) -> None:
     """Wrong credentials: ProxyError (https) or the proxy's 407 (http), no password shown,
     nothing left in use."""
@@ -94,7 +95,7 @@ async def test_407_is_a_proxy_error_that_leaks_nothing(
         transport = PoolTransport(proxy=url, verify=client_context(tls, ["http/1.1"]))
         async with httpx.AsyncClient(transport=transport) as client:
             if scheme == "https":
-                target = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}/ok"
+                target = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls.url)}/ok"
                 with pytest.raises(httpx.ProxyError) as info:
                     await client.get(target)
                 message = str(info.value)
@@ -103,7 +104,7 @@ async def test_407_is_a_proxy_error_that_leaks_nothing(
                 assert "wrong-pw-7" not in message
                 assert transport.stats()["errors"] == {"ProxyError": 1}
             else:  # in absolute form the proxy's answer is the response, as in httpx
-                target = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}/ok"
+                target = f"http://{ONLY_PROXY_HOST}:{port_of(upstream.url)}/ok"
                 assert (await client.get(target)).status_code == 407
             assert_idle(transport)
             assert transport.stats()["connections_open"] == 0
@@ -111,11 +112,9 @@ async def test_407_is_a_proxy_error_that_leaks_nothing(
     assert log.open_links == 0
 
 
-async def test_403_and_refused_are_proxy_errors(
-    uvicorn_tls: tuple[Any, str], tls: dict[str, Any]
-) -> None:
+async def test_403_and_refused_are_proxy_errors(uvicorn_tls: Upstream, tls: dict[str, Any]) -> None:
     """A proxy that forbids the tunnel, or is not there, gives ProxyError naming it."""
-    target = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}/ok"
+    target = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls.url)}/ok"
     with serve_proxy(deny=403) as log:
         transport = PoolTransport(proxy=log.url, verify=client_context(tls))
         async with httpx.AsyncClient(transport=transport) as client:
@@ -157,10 +156,10 @@ async def test_a_silent_proxy_times_out_as_a_connect_timeout(silent_proxy: str) 
 
 
 async def test_cancel_and_read_timeout_inside_a_tunnel_leave_nothing_in_use(
-    proxy: ProxyLog, uvicorn_tls: tuple[Any, str], tls: dict[str, Any]
+    proxy: ProxyLog, uvicorn_tls: Upstream, tls: dict[str, Any]
 ) -> None:
     """A cancelled request and a read timeout through a tunnel free their connection."""
-    base = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls[1])}"
+    base = f"https://{ONLY_PROXY_HOST}:{port_of(uvicorn_tls.url)}"
     transport = PoolTransport(proxy=proxy.url, verify=client_context(tls, ["http/1.1"]))
     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
         task = asyncio.create_task(client.get("/slow?d=5"))
@@ -189,17 +188,17 @@ def tls_proxy(tls: dict[str, Any]) -> Iterator[ProxyLog]:
 async def test_https_proxy(
     target: str,
     tls_proxy: ProxyLog,
-    plain_upstream: Upstream,
-    uvicorn_tls: tuple[Any, str],
+    upstream: Upstream,
+    uvicorn_tls: Upstream,
     granian_h2: str,
     tls: dict[str, Any],
 ) -> None:
     """TLS to the proxy itself; for https targets TLS inside that TLS (HTTP/2 too)."""
     assert tls_proxy.url.startswith("https://")
     given = httpx.Proxy(tls_proxy.url, ssl_context=client_context(tls, ["http/1.1"]))
-    upstream = {"http": plain_upstream.url, "https": uvicorn_tls[1], "h2": granian_h2}[target]
+    target_url = {"http": upstream.url, "https": uvicorn_tls.url, "h2": granian_h2}[target]
     scheme = "http" if target == "http" else "https"
-    url = f"{scheme}://{ONLY_PROXY_HOST}:{port_of(upstream)}/"
+    url = f"{scheme}://{ONLY_PROXY_HOST}:{port_of(target_url)}/"
     alpn = ["h2", "http/1.1"] if target == "h2" else ["http/1.1"]
     transport = PoolTransport(proxy=given, http2=True, verify=client_context(tls, alpn))
     async with httpx.AsyncClient(transport=transport) as client:
@@ -214,8 +213,8 @@ async def test_https_proxy(
 async def test_alpn_warning_speaks_of_the_targets_tls_only(
     target: str,
     tls_proxy: ProxyLog,
-    plain_upstream: Upstream,
-    uvicorn_tls: tuple[Any, str],
+    upstream: Upstream,
+    uvicorn_tls: Upstream,
     tls: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -223,8 +222,8 @@ async def test_alpn_warning_speaks_of_the_targets_tls_only(
     a tunnel too; a request forwarded to an HTTPS proxy (whose TLS is the proxy's, not
     the caller's context) says nothing."""
     given = httpx.Proxy(tls_proxy.url, ssl_context=client_context(tls, ["http/1.1"]))
-    upstream = plain_upstream.url if target == "http" else uvicorn_tls[1]
-    url = f"{target}://{ONLY_PROXY_HOST}:{port_of(upstream)}/"
+    target_url = upstream.url if target == "http" else uvicorn_tls.url
+    url = f"{target}://{ONLY_PROXY_HOST}:{port_of(target_url)}/"
     transport = PoolTransport(proxy=given, http2=True, verify=client_context(tls))
     with caplog.at_level("WARNING", logger="httpool.transport"):
         async with httpx.AsyncClient(transport=transport) as client:
@@ -237,14 +236,12 @@ async def test_alpn_warning_speaks_of_the_targets_tls_only(
     else:
         [said] = warnings
         assert "the server chose no HTTP/2 by ALPN" in said
-        assert f"https://{ONLY_PROXY_HOST}:{port_of(upstream)} via " in said
+        assert f"https://{ONLY_PROXY_HOST}:{port_of(target_url)} via " in said
 
 
-async def test_head_bounds_hold_for_forwarded_requests(
-    proxy: ProxyLog, plain_upstream: Upstream
-) -> None:
+async def test_head_bounds_hold_for_forwarded_requests(proxy: ProxyLog, upstream: Upstream) -> None:
     """`max_headers` bounds a response forwarded by a proxy, as on a direct connection."""
-    base = f"http://{ONLY_PROXY_HOST}:{port_of(plain_upstream.url)}"
+    base = f"http://{ONLY_PROXY_HOST}:{port_of(upstream.url)}"
     transport = PoolTransport(proxy=proxy.url, max_headers=2)
     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
         with pytest.raises(httpx.RemoteProtocolError, match="header"):

@@ -19,8 +19,9 @@ import pytest
 import httpool
 from httpool._engine._transport import PoolTransport
 
+from ..upstream import Upstream
 from .conftest import client_context
-from .servers import Seen, serve_granian
+from .servers import serve_granian
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +67,7 @@ async def _version(client: httpx.AsyncClient, url: str) -> str:
 async def test_shared_context_is_never_changed(
     tls: dict[str, Any],
     granian_auto: tuple[str, int],
-    uvicorn_tls: tuple[Seen, str],
+    uvicorn_tls: Upstream,
 ) -> None:
     """An http2=True and an http2=False provider share one context: it stays as it was,
     and the http2=True one still speaks HTTP/2."""
@@ -76,7 +77,7 @@ async def test_shared_context_is_never_changed(
     before = _readable(context)  # after a handshake: OpenSSL caches CA lookups in the store
     providers = [
         httpool.Provider("h2", base_url=url, verify=context, http2=True),
-        httpool.Provider("h1", base_url=uvicorn_tls[1], verify=context, http2=False),
+        httpool.Provider("h1", base_url=uvicorn_tls.url, verify=context, http2=False),
     ]
     async with httpool.ClientPool(*providers) as pool:
         assert await _version(pool.client("h2"), "/") == "HTTP/2"

@@ -16,6 +16,8 @@ import pytest
 import httpool
 from httpool._config import TransportName
 
+from ..upstream import Upstream
+
 pytestmark = pytest.mark.anyio
 
 KINDS = ["httpool", "httpx", "aiohttp", "sync"]
@@ -55,11 +57,11 @@ def _provider(url: str, kind: str, **options: Any) -> httpool.Provider:
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_system_trust_store(
-    kind: str, uvicorn_tls: tuple[Any, str], ca_file: str, monkeypatch: pytest.MonkeyPatch
+    kind: str, uvicorn_tls: Upstream, ca_file: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """verify='system' trusts what the OS store trusts, and nothing else."""
     pytest.importorskip("truststore")
-    provider = _provider(uvicorn_tls[1], kind, verify="system")
+    provider = _provider(uvicorn_tls.url, kind, verify="system")
     with pytest.raises(REFUSED, match="(?i)certificate"):
         await _get(provider, kind)  # the test CA is not in the system store
     monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # now it is, for OpenSSL's default paths
@@ -68,13 +70,13 @@ async def test_system_trust_store(
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_ssl_cert_file_follows_trust_env(
-    kind: str, uvicorn_tls: tuple[Any, str], ca_file: str, monkeypatch: pytest.MonkeyPatch
+    kind: str, uvicorn_tls: Upstream, ca_file: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SSL_CERT_FILE is read with trust_env=True (the default) and ignored without it."""
     monkeypatch.setenv("SSL_CERT_FILE", ca_file)
-    assert (await _get(_provider(uvicorn_tls[1], kind), kind)).status_code == 200
+    assert (await _get(_provider(uvicorn_tls.url, kind), kind)).status_code == 200
     with pytest.raises(REFUSED, match="(?i)certificate"):
-        await _get(_provider(uvicorn_tls[1], kind, trust_env=False), kind)
+        await _get(_provider(uvicorn_tls.url, kind, trust_env=False), kind)
 
 
 def test_system_without_truststore_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

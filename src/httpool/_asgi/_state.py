@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Iterator, MutableMapping
+from typing import Any, NoReturn
 
 from starlette.requests import HTTPConnection
 
-from .._pool import ClientPool
+from .._pool import ClientPool, PoolState
 
 __all__ = ["STATE_KEY", "get_pool"]
 
@@ -22,7 +24,8 @@ _HOW_TO = (
 
 
 def get_pool(source: Any) -> ClientPool:
-    """The running pool of a request, websocket, app, or `TestClient`.
+    """The running pool of a request, websocket, app, `TestClient`, or asgi-lifespan's
+    `manager.app`.
 
     Raises `LookupError`, saying how to set one up, when no lifespan is running.
     """
@@ -39,6 +42,61 @@ def get_pool(source: Any) -> ClientPool:
             source = getattr(source, "app", source)
     if pool is None:
         pool = getattr(getattr(source, "state", None), STATE_KEY, None)
+    if pool is None and inspect.iscoroutinefunction(source):
+        pool = _lifespan_state(source).get(STATE_KEY)
+        if isinstance(pool, ClientPool) and pool.state is not PoolState.OPEN:
+            pool = None  # the state outlives the run; its pool's clients are closed
     if isinstance(pool, ClientPool):
         return pool
     raise LookupError(_HOW_TO)
+
+
+class _Stop(Exception):  # noqa: N818  # not an error: ends the probe's call
+    """Raised by the probe scope to end the call before the app behind the wrapper runs."""
+
+
+class _ProbeScope(MutableMapping[str, Any]):
+    """A scope that takes only a `"state"` and stops the call at any other use."""
+
+    def __init__(self) -> None:
+        self.state: Any = None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key == "state":
+            self.state = value
+        raise _Stop
+
+    def __getitem__(self, key: str) -> NoReturn:
+        raise _Stop
+
+    def __delitem__(self, key: str) -> NoReturn:
+        raise _Stop
+
+    def __iter__(self) -> Iterator[str]:
+        raise _Stop
+
+    def __len__(self) -> NoReturn:
+        raise _Stop
+
+
+async def _refuse(*_: Any) -> NoReturn:
+    raise _Stop
+
+
+def _lifespan_state(app: Any) -> dict[str, Any]:
+    """The lifespan state that an ASGI app which adds it to every scope adds.
+
+    asgi-lifespan's `manager.app` is such an app (a plain `async def`). It is called on a
+    probe scope which records the `"state"` it is given and stops the call at that
+    point, or at any other use of the scope, receive or send: the app behind the
+    wrapper never runs. An app that does not add a state gives `{}`.
+    """
+    probe = _ProbeScope()
+    call = app(probe, _refuse, _refuse)
+    try:
+        call.send(None)
+    except (_Stop, StopIteration):
+        pass
+    finally:
+        call.close()
+    return probe.state if isinstance(probe.state, dict) else {}

@@ -1,4 +1,8 @@
-"""Faults at the app level, each against real servers on loopback: nothing leaks or hangs."""
+"""Faults at the app level, each against real servers on loopback: nothing leaks or hangs.
+
+The `TestClient` and async tests run on asyncio and on trio (`tests/asgi/conftest.py`);
+the ones under uvicorn, and the client kept past its loop, on asyncio.
+"""
 
 # No `from __future__ import annotations`: FastAPI resolves the routes' annotations.
 import asyncio
@@ -14,7 +18,9 @@ from fastapi.testclient import TestClient
 
 import httpool
 
-from .upstream import Upstream, free_port, serve_app, serve_upstream
+from ..servers import free_port, serve_app
+from ..upstream import Upstream, serve_upstream
+from .conftest import Backend
 
 Up = Annotated[httpx.AsyncClient, httpool.client("up")]
 
@@ -24,7 +30,9 @@ def active(app: FastAPI) -> int:
     return int(httpool.get_pool(app).stats()["up"]["requests_in_flight"])
 
 
-def test_route_that_raises_with_an_open_stream_leaks_nothing(upstream: Upstream) -> None:
+def test_route_that_raises_with_an_open_stream_leaks_nothing(
+    upstream: Upstream, anyio_backend: Backend
+) -> None:
     """Ten requests whose route opens a stream and raises do not exhaust two connections."""
     provider = httpool.Provider(
         "up",
@@ -43,14 +51,16 @@ def test_route_that_raises_with_an_open_stream_leaks_nothing(upstream: Upstream)
     async def ok(up: Up) -> Any:
         return (await up.get("/ping")).json()
 
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, backend=anyio_backend) as client:
         for _ in range(10):
             assert client.get("/leaky").status_code == 500
         assert client.get("/ok").status_code == 200
         assert active(app) == 0
 
 
-def test_route_clean_up_holds_only_the_streams_left_open(upstream: Upstream) -> None:
+def test_route_clean_up_holds_only_the_streams_left_open(
+    upstream: Upstream, anyio_backend: Backend
+) -> None:
     """Responses a route reads leave its clean-up list at once; the one left open is closed
     at the route's end (a long route does not pile up closed bodies)."""
     from httpool._clients import open_streams
@@ -69,13 +79,15 @@ def test_route_clean_up_holds_only_the_streams_left_open(upstream: Upstream) -> 
         seen.append(len(streams.bodies))
         return {"ok": True}
 
-    with TestClient(app) as client:
+    with TestClient(app, backend=anyio_backend) as client:
         assert client.get("/many").json() == {"ok": True}
         assert seen == [0, 1]
         assert active(app) == 0  # the stream left open was closed at the route's end
 
 
-def test_pool_exhaustion_is_a_503_with_retry_after(upstream: Upstream) -> None:
+def test_pool_exhaustion_is_a_503_with_retry_after(
+    upstream: Upstream, anyio_backend: Backend
+) -> None:
     """With every connection busy, a request fails within the pool timeout as a 503."""
     provider = httpool.Provider(
         "up",
@@ -95,7 +107,7 @@ def test_pool_exhaustion_is_a_503_with_retry_after(upstream: Upstream) -> None:
     async def quick(up: Up) -> Any:
         return (await up.get("/ping")).json()
 
-    with TestClient(app) as client:
+    with TestClient(app, backend=anyio_backend) as client:
         holder = threading.Thread(target=client.get, args=("/hold",))
         holder.start()
         time.sleep(0.2)
@@ -111,7 +123,7 @@ def test_pool_exhaustion_is_a_503_with_retry_after(upstream: Upstream) -> None:
         assert client.get("/quick").status_code == 200  # serves normally afterwards
 
 
-def test_upstream_down_then_back() -> None:
+def test_upstream_down_then_back(anyio_backend: Backend) -> None:
     """While the upstream is down requests fail fast with a 502; then traffic recovers."""
     port = free_port()
     provider = httpool.Provider(
@@ -124,7 +136,7 @@ def test_upstream_down_then_back() -> None:
     async def call(up: Up) -> Any:
         return (await up.get("/ping")).json()
 
-    with TestClient(app) as client:
+    with TestClient(app, backend=anyio_backend) as client:
         started = time.monotonic()
         down = client.get("/call")
         assert down.status_code == 502
@@ -137,7 +149,7 @@ def test_upstream_down_then_back() -> None:
             assert client.get("/call").status_code == 200
 
 
-def test_read_timeout_is_a_504_without_secrets(upstream: Upstream) -> None:
+def test_read_timeout_is_a_504_without_secrets(upstream: Upstream, anyio_backend: Backend) -> None:
     """A read timeout becomes a 504 whose body names the provider and shows no key."""
     provider = httpool.Provider(
         "up",
@@ -156,7 +168,7 @@ def test_read_timeout_is_a_504_without_secrets(upstream: Upstream) -> None:
     async def bad_status(up: Up) -> Any:
         return (await up.get("/status?code=500")).raise_for_status()
 
-    with TestClient(app) as client:
+    with TestClient(app, backend=anyio_backend) as client:
         response = client.get("/slow")
         bad = client.get("/bad-status")
     assert response.status_code == 504
@@ -205,7 +217,7 @@ def test_client_disconnect_mid_stream_releases_upstream(upstream: Upstream, via:
         assert active(app) == 0
 
 
-def test_proxy_stream_relays_everything(upstream: Upstream) -> None:
+def test_proxy_stream_relays_everything(upstream: Upstream, anyio_backend: Backend) -> None:
     """proxy_stream passes the whole upstream stream and its content type on."""
     app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream.url)))
 
@@ -213,7 +225,7 @@ def test_proxy_stream_relays_everything(upstream: Upstream) -> None:
     async def relay(up: Up) -> httpool.UpstreamStreamingResponse:
         return httpool.proxy_stream(await up.send(up.build_request("GET", "/stream"), stream=True))
 
-    with TestClient(app) as client:
+    with TestClient(app, backend=anyio_backend) as client:
         response = client.get("/relay")
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.text.count("data:") == 5

@@ -1,4 +1,8 @@
-"""httpool inside FastAPI and Starlette apps: lifespan, dependencies, TestClient runs."""
+"""httpool inside FastAPI and Starlette apps: lifespan, dependencies, TestClient runs.
+
+Every test runs on asyncio and on trio (`tests/asgi/conftest.py`): `TestClient` takes the
+backend, the async tests run on it through anyio's pytest plugin.
+"""
 
 # No `from __future__ import annotations`: FastAPI resolves the routes' annotations.
 
@@ -18,7 +22,8 @@ from starlette.routing import Route
 
 import httpool
 
-from .upstream import Upstream
+from ..upstream import Upstream
+from .conftest import Backend
 
 Up = Annotated[httpx.AsyncClient, httpool.client("up")]
 SyncUp = Annotated[httpx.Client, httpool.sync_client("up")]
@@ -46,29 +51,31 @@ def make_app(upstream: Upstream, **lifespan_kwargs: Any) -> FastAPI:
     return app
 
 
-def test_route_gets_the_provider_client(upstream: Upstream) -> None:
+def test_route_gets_the_provider_client(upstream: Upstream, anyio_backend: Backend) -> None:
     """A route's dependency gets the provider's client, base_url and headers applied."""
-    with TestClient(make_app(upstream)) as client:
+    with TestClient(make_app(upstream), backend=anyio_backend) as client:
         body = client.get("/proxy").json()
     assert body["path"] == "/v1/ping"
     assert body["headers"]["authorization"] == "Bearer sk-abcdef"
 
 
-def test_two_hundred_requests_use_one_connection(upstream: Upstream) -> None:
+def test_two_hundred_requests_use_one_connection(
+    upstream: Upstream, anyio_backend: Backend
+) -> None:
     """200 requests through a route reach the upstream over a single TCP connection."""
-    with TestClient(make_app(upstream)) as client:
+    with TestClient(make_app(upstream), backend=anyio_backend) as client:
         for _ in range(200):
             assert client.get("/proxy").status_code == 200
     assert len(upstream.requests) == 200
     assert upstream.connections == 1
 
 
-def test_three_test_clients_in_a_row(upstream: Upstream) -> None:
+def test_three_test_clients_in_a_row(upstream: Upstream, anyio_backend: Backend) -> None:
     """Each `with TestClient(app)` run gets new clients bound to its own event loop."""
     app = make_app(upstream)
     seen: list[httpx.AsyncClient] = []
     for _ in range(3):
-        with TestClient(app) as client:
+        with TestClient(app, backend=anyio_backend) as client:
             assert client.get("/proxy").status_code == 200
             seen.append(httpool.get_pool(client).client("up"))
             assert app.state.httpool is httpool.get_pool(client)
@@ -77,13 +84,13 @@ def test_three_test_clients_in_a_row(upstream: Upstream) -> None:
     assert all(c.is_closed for c in seen)
 
 
-def test_sync_route_uses_sync_client(upstream: Upstream) -> None:
+def test_sync_route_uses_sync_client(upstream: Upstream, anyio_backend: Backend) -> None:
     """A `def` route gets the provider's thread-safe httpx.Client."""
-    with TestClient(make_app(upstream)) as client:
+    with TestClient(make_app(upstream), backend=anyio_backend) as client:
         assert client.get("/sync-proxy").json()["path"] == "/v1/ping"
 
 
-def test_unknown_provider_fails_at_startup(upstream: Upstream) -> None:
+def test_unknown_provider_fails_at_startup(upstream: Upstream, anyio_backend: Backend) -> None:
     """A route that depends on an unregistered provider stops startup, naming it and the known ones."""
     app = make_app(upstream)
     router = APIRouter()
@@ -94,13 +101,15 @@ def test_unknown_provider_fails_at_startup(upstream: Upstream) -> None:
     app.include_router(router, prefix="/v2")
     with (
         pytest.raises(httpool.UnknownProviderError, match="'opnai'; registered: up") as info,
-        TestClient(app),
+        TestClient(app, backend=anyio_backend),
     ):
         pass
     assert "/v2/typo" in "".join(info.value.__notes__)
 
 
-def test_unknown_provider_in_nested_dependency_fails(upstream: Upstream) -> None:
+def test_unknown_provider_in_nested_dependency_fails(
+    upstream: Upstream, anyio_backend: Backend
+) -> None:
     """A provider used by a sub-dependency is checked too."""
     app = make_app(upstream)
 
@@ -110,39 +119,47 @@ def test_unknown_provider_in_nested_dependency_fails(upstream: Upstream) -> None
     @app.get("/nested")
     async def nested(s: Annotated[object, Depends(service)]) -> None: ...
 
-    with pytest.raises(httpool.UnknownProviderError, match="'cohere'"), TestClient(app):
+    with (
+        pytest.raises(httpool.UnknownProviderError, match="'cohere'"),
+        TestClient(app, backend=anyio_backend),
+    ):
         pass
 
 
-def test_check_routes_can_be_turned_off(upstream: Upstream) -> None:
+def test_check_routes_can_be_turned_off(upstream: Upstream, anyio_backend: Backend) -> None:
     """With check_routes=False the app starts; the route fails at request time instead."""
     app = make_app(upstream, check_routes=False)
 
     @app.get("/typo")
     async def typo(c: Annotated[httpx.AsyncClient, httpool.client("opnai")]) -> None: ...
 
-    with TestClient(app) as client, pytest.raises(httpool.UnknownProviderError):
+    with (
+        TestClient(app, backend=anyio_backend) as client,
+        pytest.raises(httpool.UnknownProviderError),
+    ):
         client.get("/typo")
 
 
-def test_bare_test_client_says_how_to_run_the_lifespan(upstream: Upstream) -> None:
+def test_bare_test_client_says_how_to_run_the_lifespan(
+    upstream: Upstream, anyio_backend: Backend
+) -> None:
     """Without `with`, the lifespan does not run and the error says what to do."""
-    client = TestClient(make_app(upstream))
+    client = TestClient(make_app(upstream), backend=anyio_backend)
     with pytest.raises(LookupError, match="with TestClient\\(app\\) as client"):
         client.get("/proxy")
 
 
-def test_get_pool_accepts_app_and_test_client(upstream: Upstream) -> None:
+def test_get_pool_accepts_app_and_test_client(upstream: Upstream, anyio_backend: Backend) -> None:
     """get_pool finds the running pool from the app and the TestClient, not after shutdown."""
     app = make_app(upstream)
-    with TestClient(app) as client:
+    with TestClient(app, backend=anyio_backend) as client:
         assert httpool.get_pool(app) is httpool.get_pool(client)
         assert client.get("/pool").json() == {"names": ["up"]}
     with pytest.raises(LookupError, match="httpool.lifespan"):
         httpool.get_pool(app)
 
 
-def test_wrapped_lifespan_state_is_merged(upstream: Upstream) -> None:
+def test_wrapped_lifespan_state_is_merged(upstream: Upstream, anyio_backend: Backend) -> None:
     """The app's own lifespan runs inside the pool's and its state is merged in."""
     events: list[str] = []
 
@@ -159,12 +176,12 @@ def test_wrapped_lifespan_state_is_merged(upstream: Upstream) -> None:
     async def state(request: Request) -> Any:
         return {"model": request.state.model, "pool": type(request.state.httpool).__name__}
 
-    with TestClient(app) as client:
+    with TestClient(app, backend=anyio_backend) as client:
         assert client.get("/state").json() == {"model": "voyage-3", "pool": "ClientPool"}
     assert events == ["start:open", "stop:open"]
 
 
-def test_pool_closes_when_app_lifespan_fails(upstream: Upstream) -> None:
+def test_pool_closes_when_app_lifespan_fails(upstream: Upstream, anyio_backend: Backend) -> None:
     """When the wrapped lifespan fails at startup, the pool is still closed."""
     pools: list[httpool.ClientPool] = []
 
@@ -175,13 +192,16 @@ def test_pool_closes_when_app_lifespan_fails(upstream: Upstream) -> None:
         yield  # pragma: no cover
 
     app = make_app(upstream, wrap=broken)
-    with pytest.raises(RuntimeError, match="database unreachable"), TestClient(app):
+    with (
+        pytest.raises(RuntimeError, match="database unreachable"),
+        TestClient(app, backend=anyio_backend),
+    ):
         pass
     assert pools[0].state is httpool.PoolState.CLOSED
     assert not hasattr(app.state, "httpool")
 
 
-def test_lifespan_accepts_a_pool(upstream: Upstream) -> None:
+def test_lifespan_accepts_a_pool(upstream: Upstream, anyio_backend: Backend) -> None:
     """A ClientPool made by the app can be handed to lifespan() and reopens per run."""
     pool = httpool.ClientPool(httpool.Provider("up", base_url=upstream.url))
     app = FastAPI(lifespan=httpool.lifespan(pool))
@@ -191,14 +211,14 @@ def test_lifespan_accepts_a_pool(upstream: Upstream) -> None:
         return (await up.get("/x")).json()
 
     for _ in range(2):
-        with TestClient(app) as client:
+        with TestClient(app, backend=anyio_backend) as client:
             assert client.get("/proxy").json()["path"] == "/x"
             assert httpool.get_pool(client) is pool
     with pytest.raises(httpool.ConfigError, match="not both"):
         httpool.lifespan(pool, httpool.Provider("x", base_url="http://x"))
 
 
-def test_starlette_app(upstream: Upstream) -> None:
+def test_starlette_app(upstream: Upstream, anyio_backend: Backend) -> None:
     """A plain Starlette app gets the pool through get_pool(request)."""
 
     async def endpoint(request: Request) -> JSONResponse:
@@ -209,7 +229,7 @@ def test_starlette_app(upstream: Upstream) -> None:
         routes=[Route("/", endpoint)],
         lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream.url)),
     )
-    with TestClient(app) as client:
+    with TestClient(app, backend=anyio_backend) as client:
         assert client.get("/").json()["path"] == "/s"
 
 
@@ -224,8 +244,67 @@ async def test_asgi_transport_with_lifespan_manager(upstream: Upstream) -> None:
         ) as client,
     ):
         responses = [await client.get("/proxy") for _ in range(20)]
+        assert httpool.get_pool(manager.app) is httpool.get_pool(app)
     assert [r.status_code for r in responses] == [200] * 20
     assert upstream.connections == 1
+
+
+@pytest.mark.anyio
+async def test_get_pool_accepts_the_lifespan_managers_app(upstream: Upstream) -> None:
+    """`get_pool(manager.app)` is the running pool under asgi-lifespan, whose `manager.app`
+    adds the lifespan state to each scope; before the run and after it, the how-to error."""
+    app = make_app(upstream)
+    manager = LifespanManager(app)
+    with pytest.raises(LookupError, match="httpool.lifespan"):
+        httpool.get_pool(manager.app)
+    async with manager:
+        pool = httpool.get_pool(manager.app)
+        assert pool is app.state.httpool
+        assert app.state.httpool.state is httpool.PoolState.OPEN
+        assert (await pool.client("up").get("/direct")).json()["path"] == "/direct"
+    assert pool.state is httpool.PoolState.CLOSED
+    with pytest.raises(LookupError, match="httpool.lifespan"):
+        httpool.get_pool(manager.app)
+
+
+@pytest.mark.anyio
+async def test_get_pool_does_not_run_the_app_it_probes(upstream: Upstream) -> None:
+    """An ASGI function that adds no state is not a pool; probing it runs nothing of it:
+    the probe stops at the first use of the scope (read, copy, size, delete, another key
+    set) or of receive and send."""
+    calls: list[str] = []
+
+    async def reads(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(scope["type"])
+
+    async def copies(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(str(dict(scope)))
+
+    async def sizes(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(str(len(scope)))
+
+    async def deletes(scope: Any, receive: Any, send: Any) -> None:
+        del scope["state"]
+        calls.append("deleted")
+
+    async def sets_another_key(scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = None
+        calls.append("set")
+
+    async def receives(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        calls.append("received")
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        calls.append("wrapper")
+        await reads(scope, receive, send)
+
+    probed = (reads, copies, sizes, deletes, sets_another_key, receives, wrapper)
+    async with LifespanManager(make_app(upstream)):
+        for source in (*probed, object(), None):
+            with pytest.raises(LookupError, match="httpool.lifespan"):
+                httpool.get_pool(source)
+    assert calls == ["wrapper"]  # each stopped at its first use of the scope
 
 
 @pytest.mark.anyio
@@ -237,9 +316,14 @@ async def test_asgi_transport_without_lifespan_says_what_to_do(upstream: Upstrea
             await client.get("/proxy")
 
 
-def test_secret_never_logged(upstream: Upstream, caplog: pytest.LogCaptureFixture) -> None:
+def test_secret_never_logged(
+    upstream: Upstream, caplog: pytest.LogCaptureFixture, anyio_backend: Backend
+) -> None:
     """With every logger at DEBUG, a run of requests logs nothing that shows the key."""
-    with caplog.at_level(logging.DEBUG), TestClient(make_app(upstream)) as client:
+    with (
+        caplog.at_level(logging.DEBUG),
+        TestClient(make_app(upstream), backend=anyio_backend) as client,
+    ):
         client.get("/proxy")
         stats = httpool.get_pool(client).stats()
         assert "sk-abcdef" not in repr(httpool.get_pool(client).providers)
