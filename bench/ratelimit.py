@@ -175,9 +175,15 @@ def _start_app(
 
 
 def run(
-    sup: Supervisor, seconds: float = SECONDS, overhead_seconds: float = OVERHEAD_SECONDS
+    sup: Supervisor,
+    seconds: float = SECONDS,
+    overhead_seconds: float = OVERHEAD_SECONDS,
+    *,
+    overhead_rounds: int = OVERHEAD_ROUNDS,
+    overhead_only: bool = False,
 ) -> dict[str, Any]:
-    """The three limit cells and the overhead cells; every process is stopped after."""
+    """The three limit cells and the overhead cells (only the latter with
+    `overhead_only`); every process is stopped after."""
     port = free_port()
     stub = sup.start(
         "ratelimit-stub",
@@ -192,7 +198,7 @@ def run(
     rows: list[dict[str, Any]] = []
     overhead: list[dict[str, Any]] = []
     try:
-        for mode in MODES:
+        for mode in () if overhead_only else MODES:
             if mode == "redis" and redis is None:
                 continue
             child, url = _start_app(sup, mode, upstream, redis[1] if redis else "", "/v1/limited")
@@ -227,7 +233,7 @@ def run(
             rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in apps}
             for _, url in apps.values():
                 load(url, CONNECTIONS, 1.0)  # warm-up
-            for r in range(OVERHEAD_ROUNDS):  # interleaved, so drifts in the machine's load
+            for r in range(overhead_rounds):  # interleaved, so drifts in the machine's load
                 for mode, (_, url) in apps.items():  # hit every mode alike
                     result = load(url, CONNECTIONS, overhead_seconds)
                     rounds[mode].append(result)
@@ -299,11 +305,24 @@ def plot(results: dict[str, Any], out: Path) -> Path:
 def main() -> None:
     """Run the section on its own; print the JSON, write the plot into docs/img/bench.
 
-    `python -m bench.ratelimit --plot` re-plots the last results without running.
+    `python -m bench.ratelimit --plot` re-plots the last results without running;
+    `python -m bench.ratelimit --overhead [ROUNDS]` measures only the limiter's overhead
+    (interleaved rounds of 4 s, 5 by default), prints it and writes
+    `bench/results/ratelimit-overhead.json`.
     """
     out = ROOT / "bench" / "results" / "ratelimit.json"
     if sys.argv[1:] == ["--plot"]:
         print(plot(json.loads(out.read_text()), ROOT / "docs" / "img" / "bench"), file=sys.stderr)
+        return
+    if sys.argv[1:2] == ["--overhead"]:
+        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5  # noqa: PLR2004
+        with tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp, Supervisor(
+            Path(tmp)
+        ) as sup:
+            results = run(sup, overhead_rounds=rounds, overhead_only=True)
+        print(json.dumps(results["overhead"], indent=2))
+        path = out.with_name("ratelimit-overhead.json")
+        path.write_text(json.dumps(results, indent=2) + "\n")
         return
     with tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp, Supervisor(Path(tmp)) as sup:
         results = run(sup)
