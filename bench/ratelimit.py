@@ -315,10 +315,11 @@ def main() -> None:
         print(plot(json.loads(out.read_text()), ROOT / "docs" / "img" / "bench"), file=sys.stderr)
         return
     if sys.argv[1:2] == ["--overhead"]:
-        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5  # noqa: PLR2004
-        with tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp, Supervisor(
-            Path(tmp)
-        ) as sup:
+        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+        with (
+            tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp,
+            Supervisor(Path(tmp)) as sup,
+        ):
             results = run(sup, overhead_rounds=rounds, overhead_only=True)
         print(json.dumps(results["overhead"], indent=2))
         path = out.with_name("ratelimit-overhead.json")

@@ -443,7 +443,8 @@ class RateLimiter:
 
     def stats(self) -> dict[str, Any]:
         """The limit, its storage and state, the requests waiting and admitted, and with
-        Redis the leases taken, the units they granted and the units given back."""
+        Redis the leases taken, the units they granted, the units given back and the
+        units of the current lease still to use."""
         out: dict[str, Any] = {
             "limit": self.config.limit,
             "storage": "redis" if self.config.shared else "memory",
@@ -451,8 +452,10 @@ class RateLimiter:
             "waiting": self.waiting,
             "admitted": self.admitted,
         }
-        if self._log is not None:
-            out["leases"] = self._log.leases
-            out["leased"] = self._log.leased
-            out["returned"] = self._log.returned
+        log = self._log
+        if log is not None:
+            out["leases"] = log.leases
+            out["leased"] = log.leased
+            out["returned"] = log.returned
+            out["lease_left"] = log.lease.left if time.monotonic() < log.lease.end else 0
         return out
