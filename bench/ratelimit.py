@@ -272,6 +272,93 @@ def run(
     }
 
 
+FOCUSED_REQUESTS: Final = 3000
+FOCUSED_CALLERS: Final = 32
+
+
+async def _focused_round(url: str, mode: str, redis: str) -> dict[str, float]:
+    """`FOCUSED_REQUESTS` calls from this process through one provider: wall and CPU
+    seconds."""
+    import anyio
+
+    rate_limit: Any = {
+        "none": None,
+        "huge-memory": "1000000/second",
+        "huge-redis": httpool.RateLimit("1000000/second", storage=redis, key="bench:focused"),
+    }[mode]
+    provider = httpool.Provider("api", base_url=url, rate_limit=rate_limit)
+    async with httpool.ClientPool(provider) as pool:
+        client = pool.client("api")
+        for _ in range(50):  # warm: connections open, the first lease taken
+            await client.get("/v1/free")
+        left = FOCUSED_REQUESTS
+
+        async def caller() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                (await client.get("/v1/free")).raise_for_status()
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        async with anyio.create_task_group() as group:
+            for _ in range(FOCUSED_CALLERS):
+                group.start_soon(caller)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"rps": FOCUSED_REQUESTS / wall, "cpu_us": cpu / FOCUSED_REQUESTS * 1e6}
+
+
+def focused(sup: Supervisor, rounds: int) -> dict[str, Any]:
+    """The limiter's overhead in one client process against the local API's path
+    without a limit: interleaved rounds of each mode, medians of req/s and of the
+    client's CPU time per request."""
+    import anyio
+
+    port = free_port()
+    stub = sup.start(
+        "ratelimit-stub",
+        python(
+            "-m", "uvicorn", "bench.ratelimit:stub_app", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--log-level", "warning",
+        ),
+        port=port,
+    )  # fmt: skip
+    redis = _start_redis(sup)
+    modes = [m for m in OVERHEAD_MODES if m != "huge-redis" or redis is not None]
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    try:
+        for r in range(rounds):
+            for mode in modes:
+                result = anyio.run(
+                    _focused_round, f"http://127.0.0.1:{port}", mode, redis[1] if redis else ""
+                )
+                results[mode].append(result)
+                print(
+                    f"  focused round {r + 1} {mode:11} {result['rps']:7.0f} req/s  "
+                    f"{result['cpu_us']:6.0f} us CPU a request",
+                    file=sys.stderr,
+                )
+    finally:
+        sup.stop(stub)
+        if redis is not None:
+            sup.stop(redis[0])
+    out: list[dict[str, Any]] = []
+    for mode, rows in results.items():
+        out.append(
+            {
+                "mode": mode,
+                "rps": statistics.median(x["rps"] for x in rows),
+                "cpu_us": statistics.median(x["cpu_us"] for x in rows),
+                "rounds_rps": [round(x["rps"]) for x in rows],
+                "rounds_cpu_us": [round(x["cpu_us"]) for x in rows],
+            }
+        )
+    base = out[0]
+    for o in out:
+        o["rps_vs_none"] = o["rps"] / base["rps"] - 1
+        o["cpu_vs_none"] = o["cpu_us"] / base["cpu_us"] - 1
+    return {"requests": FOCUSED_REQUESTS, "callers": FOCUSED_CALLERS, "rows": out}
+
+
 def plot(results: dict[str, Any], out: Path) -> Path:
     """A bar chart: successful req/s at the API and 429s drawn, per mode."""
     import matplotlib
@@ -308,11 +395,24 @@ def main() -> None:
     `python -m bench.ratelimit --plot` re-plots the last results without running;
     `python -m bench.ratelimit --overhead [ROUNDS]` measures only the limiter's overhead
     (interleaved rounds of 4 s, 5 by default), prints it and writes
-    `bench/results/ratelimit-overhead.json`.
+    `bench/results/ratelimit-overhead.json`; `--focused [ROUNDS]` measures it in one
+    client process (req/s and CPU time a request, 7 rounds by default) and writes
+    `bench/results/ratelimit-focused.json`.
     """
     out = ROOT / "bench" / "results" / "ratelimit.json"
     if sys.argv[1:] == ["--plot"]:
         print(plot(json.loads(out.read_text()), ROOT / "docs" / "img" / "bench"), file=sys.stderr)
+        return
+    if sys.argv[1:2] == ["--focused"]:
+        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+        with (
+            tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp,
+            Supervisor(Path(tmp)) as sup,
+        ):
+            focused_results = focused(sup, rounds)
+        print(json.dumps(focused_results, indent=2))
+        path = out.with_name("ratelimit-focused.json")
+        path.write_text(json.dumps(focused_results, indent=2) + "\n")
         return
     if sys.argv[1:2] == ["--overhead"]:
         rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
