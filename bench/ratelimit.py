@@ -359,6 +359,60 @@ def focused(sup: Supervisor, rounds: int) -> dict[str, Any]:
     return {"requests": FOCUSED_REQUESTS, "callers": FOCUSED_CALLERS, "rows": out}
 
 
+LIMITER_ADMISSIONS: Final = 20000
+
+
+async def _limiter_round(mode: str, redis: str) -> float:
+    """CPU microseconds per admission of `LIMITER_ADMISSIONS` through the limiter alone
+    (32 callers, no HTTP): its own cost, which a request pays on top of its own."""
+    import anyio
+
+    from httpool._policy._ratelimit import RateLimiter
+
+    storage = "memory://" if mode == "huge-memory" else redis
+    limit = httpool.RateLimit("1000000/second", storage=storage, key="bench:limiter")
+    limiter = RateLimiter(limit, "api")
+
+    async def gate() -> None:
+        pass
+
+    left = LIMITER_ADMISSIONS
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await limiter.acquire(1, None, gate)
+
+    cpu = time.process_time()
+    async with anyio.create_task_group() as group:
+        for _ in range(FOCUSED_CALLERS):
+            group.start_soon(caller)
+    cpu = time.process_time() - cpu
+    await limiter.aclose()
+    return cpu / LIMITER_ADMISSIONS * 1e6
+
+
+def limiter_cost(sup: Supervisor, rounds: int) -> dict[str, Any]:
+    """The limiter's own CPU time per admission, in memory and in Redis, medians."""
+    import anyio
+
+    redis = _start_redis(sup)
+    modes = ["huge-memory"] + (["huge-redis"] if redis is not None else [])
+    results: dict[str, list[float]] = {m: [] for m in modes}
+    try:
+        for _ in range(rounds):
+            for mode in modes:
+                results[mode].append(anyio.run(_limiter_round, mode, redis[1] if redis else ""))
+    finally:
+        if redis is not None:
+            sup.stop(redis[0])
+    return {
+        mode: {"cpu_us": statistics.median(v), "rounds_cpu_us": [round(x, 1) for x in v]}
+        for mode, v in results.items()
+    }
+
+
 def plot(results: dict[str, Any], out: Path) -> Path:
     """A bar chart: successful req/s at the API and 429s drawn, per mode."""
     import matplotlib
@@ -397,7 +451,8 @@ def main() -> None:
     (interleaved rounds of 4 s, 5 by default), prints it and writes
     `bench/results/ratelimit-overhead.json`; `--focused [ROUNDS]` measures it in one
     client process (req/s and CPU time a request, 7 rounds by default) and writes
-    `bench/results/ratelimit-focused.json`.
+    `bench/results/ratelimit-focused.json`; `--limiter [ROUNDS]` prints the limiter's
+    own CPU time per admission, without HTTP.
     """
     out = ROOT / "bench" / "results" / "ratelimit.json"
     if sys.argv[1:] == ["--plot"]:
@@ -413,6 +468,14 @@ def main() -> None:
         print(json.dumps(focused_results, indent=2))
         path = out.with_name("ratelimit-focused.json")
         path.write_text(json.dumps(focused_results, indent=2) + "\n")
+        return
+    if sys.argv[1:2] == ["--limiter"]:
+        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+        with (
+            tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp,
+            Supervisor(Path(tmp)) as sup,
+        ):
+            print(json.dumps(limiter_cost(sup, rounds), indent=2))
         return
     if sys.argv[1:2] == ["--overhead"]:
         rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5

@@ -59,12 +59,13 @@ async def test_a_lease_is_admitted_without_redis_and_what_is_left_goes_back(
     process then finds exactly the rest of the limit."""
     a = limiter(redis_server.url)
     assert a._log is not None
-    assert await a._log.take(10, 1, a._log.hold) == (None, None)
+    # held for 0.5 s (instead of 5 % of the window): no lease is taken ahead meanwhile
+    assert await a._log.take(10, 1, 0.5) == (None, None)
     for _ in range(4):
         await a.acquire(1, None, nothing)
     assert a._log.leases == 1
     assert await used(raw) == 10  # one round trip for five admissions
-    await anyio.sleep(a._log.hold + 0.02)
+    await anyio.sleep(0.52)
     assert a.stats()["lease_left"] == 0  # not used after its hold
     await a.acquire(1, None, nothing)
     stats = a.stats()
@@ -220,3 +221,41 @@ async def test_redis_stopped_mid_lease(
         assert set(results) == {200}
         assert stats["state"] == "fallback"
     assert any("cannot be reached" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_next_lease_is_taken_before_the_current_one_runs_out(
+    redis_server: RedisServer, raw: redis.asyncio.Redis
+) -> None:
+    """A lease of 8 with 2 left is running low; the lease taken ahead replaces it (all
+    of its units to use), and the old one's 2 go back with the next call to Redis."""
+    a = limiter(redis_server.url)
+    log = a._log
+    assert log is not None
+    await log.take(8, 1, 0.5)
+    assert not log.lease.running_low()
+    for _ in range(5):
+        assert log.lease.take(1)
+    assert log.lease.running_low()  # 2 of 8 left
+    assert await log.take(10, 1, 0.5, ahead=True) == (None, None)
+    assert (log.lease.left, log.leases) == (10, 2)
+    assert await used(raw) == 18
+    await log.give_back()
+    assert log.returned == 12
+    assert await used(raw) == 6  # what was admitted: 1 + 5
+    await a.aclose()
+
+
+async def test_an_admission_that_leaves_a_quarter_takes_the_next_lease(
+    redis_server: RedisServer,
+) -> None:
+    """Through `acquire`: the admission that leaves a quarter of the lease takes the next
+    one; the process's rate (here a thousand a second) sizes it."""
+    a = limiter(redis_server.url)
+    assert a._log is not None
+    await a._log.take(8, 1, 0.5)
+    a._units = 1000  # as if this process had admitted 1,000 units since it started
+    for _ in range(5):
+        await a.acquire(1, None, nothing)
+    assert a._log.leases == 2
+    assert a._log.lease.granted == 10  # a tenth of the limit at most
+    await a.aclose()

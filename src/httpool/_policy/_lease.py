@@ -36,8 +36,8 @@ __all__ = ["Lease", "LeaseLog"]
 
 #: The script. KEYS: the log (sorted set; member "<units>:<lease id>", score the time by
 #: which its units are used), the units in the log, the provider's "blocked until" key.
-#: ARGV: amount, span (s), want, need, hold (s), the new lease's id, the lease given
-#: back (member, or ""), its units not used, the keys' time to live (ms).
+#: ARGV: amount, span (s), want, need, hold (s), the new lease's id, the keys' time to
+#: live (ms), then for each lease given back its member and its units not used.
 #: Returns: units granted (0: refused), seconds until `need` units fit (when refused),
 #: units left after the grant, and the "blocked until" value when there is one.
 SCRIPT: Final = """
@@ -65,16 +65,16 @@ else
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', horizon)
   end
 end
-local back = tonumber(ARGV[8])
-if ARGV[7] ~= '' and back > 0 then
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[7])
-  if score then
-    local held = units(ARGV[7])
+for i = 8, #ARGV, 2 do
+  local member, back = ARGV[i], tonumber(ARGV[i + 1])
+  local score = redis.call('ZSCORE', KEYS[1], member)
+  if score and back > 0 then
+    local held = units(member)
     back = math.min(back, held)
-    redis.call('ZREM', KEYS[1], ARGV[7])
+    redis.call('ZREM', KEYS[1], member)
     used = used - back
     if held > back then
-      local id = string.match(ARGV[7], '^%d+(:.*)$')
+      local id = string.match(member, '^%d+(:.*)$')
       redis.call('ZADD', KEYS[1], score, (held - back) .. id)
     end
   end
@@ -101,8 +101,8 @@ if need > 0 then
     end
   end
 end
-redis.call('SET', KEYS[2], used, 'PX', ARGV[9])
-redis.call('PEXPIRE', KEYS[1], ARGV[9])
+redis.call('SET', KEYS[2], used, 'PX', ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
 return {granted, tostring(wait), amount - used, redis.call('GET', KEYS[3])}
 """
 
@@ -113,10 +113,13 @@ _serial = itertools.count(1)
 class Lease:
     """The units of one lease that this process may still admit, until `end`."""
 
-    __slots__ = ("end", "left", "member")
+    __slots__ = ("end", "granted", "hold", "left", "member")
 
-    def __init__(self, member: str = "", left: int = 0, end: float = 0.0) -> None:
+    def __init__(
+        self, member: str = "", left: int = 0, end: float = 0.0, granted: int = 0, hold: float = 0.0
+    ) -> None:
         self.member, self.left, self.end = member, left, end
+        self.granted, self.hold = granted, hold
 
     def take(self, cost: int) -> bool:
         """Admit `cost` units of the lease when it has them and its hold has not ended."""
@@ -125,10 +128,17 @@ class Lease:
             return True
         return False
 
+    def running_low(self) -> bool:
+        """Whether a held lease (not a single admission) has a quarter or less of its
+        units or of its hold left: the time to take the next one."""
+        if self.hold <= 0 or not self.left:
+            return False
+        return self.left * 4 <= self.granted or time.monotonic() > self.end - self.hold / 4
+
 
 class LeaseLog:
     """This process's side of one shared limit: its lease, and the script that takes the
-    next one (returning what is left of the previous).
+    next one (returning what is left of the previous ones).
 
     Arguments:
         redis: a `redis.asyncio.Redis` client.
@@ -147,28 +157,42 @@ class LeaseLog:
         self._ttl_ms = math.ceil(2 * (span + hold) * 1000) + 1000
         self._script = redis.register_script(SCRIPT)
         self.lease = Lease()
+        self._back: list[tuple[str, int]] = []  # leases out of use, units to give back
         #: The units left in the shared window after the last grant (for sizing).
         self.room = amount
         self.leases = 0
         self.leased = 0
         self.returned = 0
 
-    async def take(self, want: int, need: int, hold: float) -> tuple[float | None, bytes | None]:
-        """Return what is left of the current lease and ask for `want` units (at least
-        `need`, which are admitted at once) held for `hold` seconds.
+    def retire(self) -> None:
+        """Take the current lease out of use; its unused units go back with the next
+        call to Redis."""
+        old, self.lease = self.lease, Lease()
+        if old.member and old.left:
+            self._back.append((old.member, old.left))
+
+    async def take(
+        self, want: int, need: int, hold: float, *, ahead: bool = False
+    ) -> tuple[float | None, bytes | None]:
+        """Ask for `want` units (at least `need`) held for `hold` seconds, giving back
+        what is left of the leases out of use.
+
+        Without `ahead`, the current lease is out of use from now, and `need` units of
+        the new one are admitted at once. With `ahead` (taken before the current lease
+        runs out), the current lease stays in use until the new one arrives.
 
         Returns `(None, blocked)` when granted (the rest of the grant is the new lease),
         else `(seconds until need units fit, blocked)`; `blocked` is the raw "blocked
-        until" value, if any. Raises what the Redis client raises.
+        until" value, if any. Raises what the Redis client raises (the units it was
+        giving back then leave the window in time).
         """
-        old, self.lease = self.lease, Lease()  # never used again, whatever happens next
-        back = old.left if old.member else 0
+        if not ahead:
+            self.retire()
+        back, self._back = self._back, []
         lease_id = f"{_token}:{next(_serial)}"
         sent = time.monotonic()
-        reply = await self._run(
-            want, need, hold, lease_id, back=old.member if back else "", back_units=back
-        )
-        self.returned += back
+        reply = await self._run(want, need, hold, lease_id, back)
+        self.returned += sum(units for _, units in back)
         granted, wait, room = int(reply[0]), float(reply[1]), int(reply[2])
         blocked = reply[3] if len(reply) > 3 else None
         self.room = room
@@ -176,18 +200,25 @@ class LeaseLog:
             return max(0.0, wait), blocked
         self.leases += 1
         self.leased += granted
-        self.lease = Lease(f"{granted}:{lease_id}", granted - need, sent + hold)
+        if ahead:
+            self.retire()
+        left = granted if ahead else granted - need
+        self.lease = Lease(f"{granted}:{lease_id}", left, sent + hold, granted, hold)
         return None, blocked
 
     async def give_back(self) -> None:
-        """Return what is left of the current lease (on close)."""
-        old, self.lease = self.lease, Lease()
-        if old.member and old.left:
-            await self._run(0, 0, 0.0, "", back=old.member, back_units=old.left)
-            self.returned += old.left
+        """Give back what is left of every lease (on close)."""
+        self.retire()
+        back, self._back = self._back, []
+        if back:
+            await self._run(0, 0, 0.0, "", back)
+            self.returned += sum(units for _, units in back)
 
     async def _run(
-        self, want: int, need: int, hold: float, lease_id: str, *, back: str, back_units: int
+        self, want: int, need: int, hold: float, lease_id: str, back: list[tuple[str, int]]
     ) -> Any:
-        args = [self.amount, repr(self.span), want, need, repr(hold), lease_id, back, back_units]
-        return await self._script(keys=self.keys, args=[*args, self._ttl_ms])
+        args: list[Any] = [self.amount, repr(self.span), want, need, repr(hold), lease_id]
+        args.append(self._ttl_ms)
+        for member, units in back:
+            args += [member, units]
+        return await self._script(keys=self.keys, args=args)

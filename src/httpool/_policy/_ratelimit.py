@@ -193,9 +193,11 @@ class RateLimiter:
     With Redis, admissions are leased: the process takes a batch of them with one
     round trip, sized from its own rate over the lease's hold (5 % of the window, at
     most 1 s), at most a tenth of the limit and an eighth of what the window has left
-    (one at a time, held for no time, when that is less than two); what it has not used
-    when the hold ends goes back with the next lease. See `_lease.py` for why the limit
-    holds.
+    (one at a time, held for no time, when that is less than two); the next lease is
+    taken when a quarter of the current one (of its units or of its hold) is left, by
+    the request that found it so, while the others go on; what a lease has not used
+    when it is replaced or its hold ends goes back with the next call to Redis. See
+    `_lease.py` for why the limit holds.
     """
 
     def __init__(self, config: RateLimit, name: str) -> None:
@@ -224,6 +226,7 @@ class RateLimiter:
         self._rate = 0.0  # units per second, smoothed
         self._rate_at = time.monotonic()
         self._rate_units = 0
+        self._taking_ahead = False
 
     def _connect(self, url: str) -> None:
         try:
@@ -275,10 +278,16 @@ class RateLimiter:
         if cost > self.item.amount:
             raise ValueError(cost)
         started = time.monotonic()
-        if not self._turn.locked():  # nobody waits here: try at once, without I/O
+        log = self._log
+        # Nobody waits here, or the lease held has units (those waiting only wait for
+        # their turn to take one): try at once, without I/O. Otherwise a queue that
+        # formed while a lease was fetched would never drain, each new caller joining it.
+        if not self._turn.locked() or (log is not None and log.lease.left >= cost):
             await gate()  # bounded by the deadline itself
             if self._take_now(cost):
                 self._count(cost)
+                if log is not None and not self._taking_ahead and log.lease.running_low():
+                    await self._take_ahead(log)  # admitted already; the others go on
                 return time.monotonic() - started
         self.waiting += 1
         try:
@@ -328,6 +337,25 @@ class RateLimiter:
         if self.config.on_storage_error == "closed":
             raise StorageDown
         return self._local.admit(cost)
+
+    async def _take_ahead(self, log: LeaseLog) -> None:
+        """Take the next lease while the current one still has units, so that the
+        process's requests rarely wait for Redis."""
+        if self.state != "ok":
+            return
+        want, hold = self._lease_size(log, 1)
+        if hold <= 0:
+            return
+        self._taking_ahead = True
+        try:
+            with anyio.fail_after(STORAGE_TIMEOUT * 2):
+                _, blocked = await log.take(want, 1, hold, ahead=True)
+        except Exception as exc:  # noqa: BLE001  any storage failure: fall back or close
+            self._storage_failed(exc)
+        else:
+            self._read_block(blocked)
+        finally:
+            self._taking_ahead = False
 
     def _lease_size(self, log: LeaseLog, cost: int) -> tuple[int, float]:
         """The units to ask Redis for, and how long to hold them.
