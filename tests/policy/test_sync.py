@@ -3,6 +3,7 @@ retries, limits and breaker as the async clients, on the same state."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Annotated
 
@@ -182,3 +183,23 @@ def test_a_def_route_retries_through_the_sync_client(stub: Stub) -> None:
     with TestClient(app) as test_client:
         assert test_client.get("/call").json() == 200
     assert len(stub.arrivals) == 2
+
+
+async def test_a_sync_client_retries_a_refused_connection_and_the_breaker_counts_it() -> None:
+    """Nothing listens: the sync request is tried twice (a connect error is retried for
+    any method), both failures count against the breaker, which opens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    provider = httpool.Provider(
+        "api",
+        base_url=f"http://127.0.0.1:{port}",
+        retry=httpool.Retry(attempts=2, backoff_initial=0.01, backoff_max=0.01),
+        breaker=httpool.Breaker(failures=2, window=10.0, cooldown=5.0),
+    )
+    async with httpool.ClientPool(provider) as p:
+        with pytest.raises(httpx.ConnectError):
+            await anyio.to_thread.run_sync(p.sync_client("api").post, "/a")
+        stats = p.stats()["api"]
+    assert stats["retries_by_reason"] == {"connect": 1}
+    assert stats["breaker"]["state"] == "open"
