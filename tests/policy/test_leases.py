@@ -4,7 +4,9 @@ the window in time, a lease never takes more than is left, and Redis stopping mi
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 import redis.asyncio
 
 import httpool
+from httpool._policy import _lease
 from httpool._policy._ratelimit import RateLimiter
 
 from .conftest import RedisServer
@@ -259,3 +262,30 @@ async def test_an_admission_that_leaves_a_quarter_takes_the_next_lease(
     assert a._log.leases == 2
     assert a._log.lease.granted == 10  # a tenth of the limit at most
     await a.aclose()
+
+
+def _take_five(url: str) -> None:
+    """In a forked child: take a lease of 5."""
+
+    async def main() -> None:
+        a = limiter(url)
+        assert a._log is not None
+        assert await a._log.take(5, 1, 0.5) == (None, None)
+
+    asyncio.run(main())
+
+
+async def test_forked_workers_take_distinct_leases(
+    redis_server: RedisServer, raw: redis.asyncio.Redis
+) -> None:
+    """Workers forked from one parent (gunicorn's preload) name their leases apart: two
+    leases of 5 are two entries of the log, not one counted twice."""
+    next(_lease._serial)  # the parent has taken leases before it forks
+    context = multiprocessing.get_context("fork")
+    for _ in range(2):
+        child = context.Process(target=_take_five, args=(redis_server.url,))
+        child.start()
+        child.join(timeout=30)
+        assert child.exitcode == 0
+    assert await raw.zcard(f"{KEY}:100/1second:leases") == 2
+    assert await used(raw) == 10

@@ -189,7 +189,8 @@ class LeaseLog:
         if not ahead:
             self.retire()
         back, self._back = self._back, []
-        lease_id = f"{_token}:{next(_serial)}"
+        # the process id too: workers forked from one parent share its token and serial
+        lease_id = f"{_token}:{os.getpid()}:{next(_serial)}"
         sent = time.monotonic()
         reply = await self._run(want, need, hold, lease_id, back)
         self.returned += sum(units for _, units in back)
