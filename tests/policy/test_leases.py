@@ -289,3 +289,24 @@ async def test_forked_workers_take_distinct_leases(
         assert child.exitcode == 0
     assert await raw.zcard(f"{KEY}:100/1second:leases") == 2
     assert await used(raw) == 10
+
+
+async def test_the_count_follows_the_log_when_either_key_is_lost(
+    redis_server: RedisServer, raw: redis.asyncio.Redis
+) -> None:
+    """The count of units lost (an eviction): it is summed again from the log; the log
+    lost: the count left alone counts nothing."""
+    a, b = limiter(redis_server.url), limiter(redis_server.url)
+    assert a._log is not None
+    assert b._log is not None
+    await a._log.take(30, 1, 0.5)
+    await raw.delete(USED)
+    await b._log.take(100, 1, 0.0)
+    assert b._log.leased == 70
+    await raw.delete(f"{KEY}:100/1second:leases")
+    assert await used(raw) == 100
+    await b._log.take(100, 1, 0.0)  # B's own 70 gone with the log: the whole limit
+    assert b._log.leased == 170
+    assert await used(raw) == 100
+    await a.aclose()
+    await b.aclose()

@@ -50,7 +50,9 @@ local function units(member)
 end
 local horizon = now - span
 local used = tonumber(redis.call('GET', KEYS[2]))
-if used == nil then
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  used = 0  -- no lease in the log (a count left alone by an eviction counts nothing)
+elseif used == nil then
   used = 0
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', horizon)
   for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
