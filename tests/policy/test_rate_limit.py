@@ -126,3 +126,15 @@ def test_the_local_window_counts_costs_over_its_span() -> None:
     retry_at = window.admit(5)
     assert retry_at is not None
     assert 0.9 < retry_at - time.time() <= 1.0
+
+
+async def test_an_httpx2_client_raises_httpx2s_pool_timeout(stub: Stub) -> None:
+    """Through an httpx2.AsyncClient, a request not admitted in time raises
+    httpx2.PoolTimeout (httpool's LimitTimeout's nearest httpx2 kin), naming the provider."""
+    import httpx2
+
+    async with httpool.ClientPool(provider(stub, "1/second", pool_timeout=0.2)) as p:
+        client = p.client("api", httpx2.AsyncClient)
+        await client.get("/a")
+        with pytest.raises(httpx2.PoolTimeout, match="provider 'api'.*rate_limit"):
+            await client.get("/a")
