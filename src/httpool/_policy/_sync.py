@@ -78,55 +78,49 @@ class SyncPolicyTransport(httpx.BaseTransport):
             raise self._map_error(exc, request) from exc
 
     def _send(self, request: Any, view: httpx.Request, replayable: bool) -> Any:
+        """Two calls on the loop per attempt: `enter` before it is sent, `finish` after."""
         policy = self.policy
-        if policy.retry is None:
-            return self._attempt(request, view)
-        deadline = self._on_loop_sync(policy.start_retries, view)
+        deadline = None
         attempt = 1
         while True:
+            trial, release, started = self._on_loop(
+                functools.partial(policy.enter, first=attempt == 1), view
+            )
+            if attempt == 1:
+                deadline = started
             try:
-                response = self._attempt(request, view)
-            except self._connect_errors:
+                response = self.inner.handle_request(request)
+            except BaseException as exc:
+                counts = isinstance(exc, self._breaker_errors)
+                self._on_loop_sync(policy.send_failed, trial, counts, release)
+                if not isinstance(exc, self._connect_errors) or policy.retry is None:
+                    raise
                 wait = self._on_loop_sync(policy.connect_wait, attempt, deadline)
                 if wait is None:
                     raise
                 time.sleep(wait)
                 attempt += 1
                 continue
-            wait = self._on_loop_sync(
-                functools.partial(policy.answer_wait, replayable=replayable),
+            wait = self._on_loop(
+                functools.partial(policy.finish, replayable=replayable),
                 view,
                 response,
+                trial,
                 attempt,
                 deadline,
             )
+            if release is not None:
+                if response.is_closed:
+                    self._on_loop_sync(release)
+                else:
+                    response.stream = self._permit(
+                        response.stream, functools.partial(self._on_loop_sync, release)
+                    )
             if wait is None:
                 return response
             response.close()
             time.sleep(wait)
             attempt += 1
-
-    def _attempt(self, request: Any, view: httpx.Request) -> Any:
-        policy = self.policy
-        trial = self._on_loop_sync(policy.enter_breaker, view)
-        try:
-            release = self._on_loop(policy.admit, view)
-        except BaseException:
-            self._on_loop_sync(policy.not_admitted, trial)
-            raise
-        try:
-            response = self.inner.handle_request(request)
-        except BaseException as exc:
-            counts = isinstance(exc, self._breaker_errors)
-            self._on_loop_sync(policy.send_failed, trial, counts, release)
-            raise
-        self._on_loop(policy.answered, response, trial)
-        if release is not None:
-            if response.is_closed:
-                self._on_loop_sync(release)
-            else:
-                response.stream = self._permit(response.stream, lambda: self._on_loop_sync(release))
-        return response
 
     def _token(self) -> Any:
         policy = self.policy

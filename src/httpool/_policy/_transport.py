@@ -234,6 +234,39 @@ class PolicyTransport(httpx.AsyncBaseTransport):
             self._breaker.record(ok=response.status_code < 500, trial=trial)
         await self._read_answer(response)
 
+    async def enter(
+        self, request: httpx.Request, *, first: bool = False
+    ) -> tuple[bool, Any, float | None]:
+        """A sync client's way in, in one call on the loop: the retry budget (on the
+        `first` attempt), the breaker and the limits' waits. Returns whether the request
+        is the breaker's trial, the concurrency slot's release function (or `None`) and
+        the retry deadline (see `start_retries`; `None` after the first attempt)."""
+        deadline = self.start_retries(request) if first and self._retry is not None else None
+        trial = self.enter_breaker(request)
+        try:
+            release = await self.admit(request)
+        except BaseException:
+            self.not_admitted(trial)
+            raise
+        return trial, release, deadline
+
+    async def finish(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        trial: bool,
+        attempt: int,
+        deadline: float | None,
+        *,
+        replayable: bool,
+    ) -> float | None:
+        """A sync client's answer, in one call on the loop: counted and read (see
+        `answered`); the seconds to wait before retrying it, or `None` to return it."""
+        await self.answered(response, trial)
+        if self._retry is None:
+            return None
+        return self.answer_wait(request, response, attempt, deadline, replayable=replayable)
+
     def _may_retry(self, deadline: float | None, wait: float, reason: str) -> bool:
         """Whether the budget and the deadline allow a retry after `wait` seconds; counted."""
         if deadline is not None and time.monotonic() + wait > deadline:
