@@ -167,6 +167,7 @@ async def test_redis_stopped_mid_run_fails_closed_when_configured(
     async with httpool.ClientPool(provider) as p:
         client = p.client("api")
         await drive(client, 0.2, before)
+        held = p.stats()["api"]["rate_limit"]["lease_left"]
         redis_server.stop()
         started = time.monotonic()
         await drive(client, 0.5, during)
@@ -175,7 +176,11 @@ async def test_redis_stopped_mid_run_fails_closed_when_configured(
         with pytest.raises(httpool.LimitTimeout, match="Redis cannot be reached"):
             await client.get("/a")
     assert set(before) == {200}
-    assert set(during) == {"LimitTimeout"}
+    # the units of a lease still held when Redis stopped are admitted (counted in Redis
+    # already; see test_leases), then every request is refused
+    served = during.index("LimitTimeout")
+    assert served <= held
+    assert set(during[served:]) == {"LimitTimeout"}
 
 
 @pytest.mark.anyio

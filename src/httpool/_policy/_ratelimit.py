@@ -460,14 +460,16 @@ class RateLimiter:
     async def aclose(self) -> None:
         """Give back what is left of the lease, and close the Redis connections."""
         if self._redis is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+            with anyio.CancelScope(shield=True):
                 if self._log is not None and self.state == "ok":
-                    try:
-                        await self._log.give_back()
-                    except Exception:  # noqa: BLE001  the units expire on their own
-                        logger.debug("httpool provider %r: lease not given back", self.name)
-                await self._redis.aclose()
-                await self._redis.connection_pool.disconnect()
+                    with anyio.move_on_after(STORAGE_TIMEOUT):  # the close must come
+                        try:
+                            await self._log.give_back()
+                        except Exception:  # noqa: BLE001  the units expire on their own
+                            logger.debug("httpool provider %r: lease not given back", self.name)
+                with anyio.move_on_after(1.0):
+                    await self._redis.aclose()
+                    await self._redis.connection_pool.disconnect()
 
     def stats(self) -> dict[str, Any]:
         """The limit, its storage and state, the requests waiting and admitted, and with
