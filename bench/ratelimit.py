@@ -175,9 +175,15 @@ def _start_app(
 
 
 def run(
-    sup: Supervisor, seconds: float = SECONDS, overhead_seconds: float = OVERHEAD_SECONDS
+    sup: Supervisor,
+    seconds: float = SECONDS,
+    overhead_seconds: float = OVERHEAD_SECONDS,
+    *,
+    overhead_rounds: int = OVERHEAD_ROUNDS,
+    overhead_only: bool = False,
 ) -> dict[str, Any]:
-    """The three limit cells and the overhead cells; every process is stopped after."""
+    """The three limit cells and the overhead cells (only the latter with
+    `overhead_only`); every process is stopped after."""
     port = free_port()
     stub = sup.start(
         "ratelimit-stub",
@@ -192,7 +198,7 @@ def run(
     rows: list[dict[str, Any]] = []
     overhead: list[dict[str, Any]] = []
     try:
-        for mode in MODES:
+        for mode in () if overhead_only else MODES:
             if mode == "redis" and redis is None:
                 continue
             child, url = _start_app(sup, mode, upstream, redis[1] if redis else "", "/v1/limited")
@@ -227,7 +233,7 @@ def run(
             rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in apps}
             for _, url in apps.values():
                 load(url, CONNECTIONS, 1.0)  # warm-up
-            for r in range(OVERHEAD_ROUNDS):  # interleaved, so drifts in the machine's load
+            for r in range(overhead_rounds):  # interleaved, so drifts in the machine's load
                 for mode, (_, url) in apps.items():  # hit every mode alike
                     result = load(url, CONNECTIONS, overhead_seconds)
                     rounds[mode].append(result)
@@ -266,6 +272,147 @@ def run(
     }
 
 
+FOCUSED_REQUESTS: Final = 3000
+FOCUSED_CALLERS: Final = 32
+
+
+async def _focused_round(url: str, mode: str, redis: str) -> dict[str, float]:
+    """`FOCUSED_REQUESTS` calls from this process through one provider: wall and CPU
+    seconds."""
+    import anyio
+
+    rate_limit: Any = {
+        "none": None,
+        "huge-memory": "1000000/second",
+        "huge-redis": httpool.RateLimit("1000000/second", storage=redis, key="bench:focused"),
+    }[mode]
+    provider = httpool.Provider("api", base_url=url, rate_limit=rate_limit)
+    async with httpool.ClientPool(provider) as pool:
+        client = pool.client("api")
+        for _ in range(50):  # warm: connections open, the first lease taken
+            await client.get("/v1/free")
+        left = FOCUSED_REQUESTS
+
+        async def caller() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                (await client.get("/v1/free")).raise_for_status()
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        async with anyio.create_task_group() as group:
+            for _ in range(FOCUSED_CALLERS):
+                group.start_soon(caller)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"rps": FOCUSED_REQUESTS / wall, "cpu_us": cpu / FOCUSED_REQUESTS * 1e6}
+
+
+def focused(sup: Supervisor, rounds: int) -> dict[str, Any]:
+    """The limiter's overhead in one client process against the local API's path
+    without a limit: interleaved rounds of each mode, medians of req/s and of the
+    client's CPU time per request."""
+    import anyio
+
+    port = free_port()
+    stub = sup.start(
+        "ratelimit-stub",
+        python(
+            "-m", "uvicorn", "bench.ratelimit:stub_app", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--log-level", "warning",
+        ),
+        port=port,
+    )  # fmt: skip
+    redis = _start_redis(sup)
+    modes = [m for m in OVERHEAD_MODES if m != "huge-redis" or redis is not None]
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    try:
+        for r in range(rounds):
+            for mode in modes:
+                result = anyio.run(
+                    _focused_round, f"http://127.0.0.1:{port}", mode, redis[1] if redis else ""
+                )
+                results[mode].append(result)
+                print(
+                    f"  focused round {r + 1} {mode:11} {result['rps']:7.0f} req/s  "
+                    f"{result['cpu_us']:6.0f} us CPU a request",
+                    file=sys.stderr,
+                )
+    finally:
+        sup.stop(stub)
+        if redis is not None:
+            sup.stop(redis[0])
+    out: list[dict[str, Any]] = []
+    for mode, rows in results.items():
+        out.append(
+            {
+                "mode": mode,
+                "rps": statistics.median(x["rps"] for x in rows),
+                "cpu_us": statistics.median(x["cpu_us"] for x in rows),
+                "rounds_rps": [round(x["rps"]) for x in rows],
+                "rounds_cpu_us": [round(x["cpu_us"]) for x in rows],
+            }
+        )
+    base = out[0]
+    for o in out:
+        o["rps_vs_none"] = o["rps"] / base["rps"] - 1
+        o["cpu_vs_none"] = o["cpu_us"] / base["cpu_us"] - 1
+    return {"requests": FOCUSED_REQUESTS, "callers": FOCUSED_CALLERS, "rows": out}
+
+
+LIMITER_ADMISSIONS: Final = 20000
+
+
+async def _limiter_round(mode: str, redis: str) -> float:
+    """CPU microseconds per admission of `LIMITER_ADMISSIONS` through the limiter alone
+    (32 callers, no HTTP): its own cost, which a request pays on top of its own."""
+    import anyio
+
+    from httpool._policy._ratelimit import RateLimiter
+
+    storage = "memory://" if mode == "huge-memory" else redis
+    limit = httpool.RateLimit("1000000/second", storage=storage, key="bench:limiter")
+    limiter = RateLimiter(limit, "api")
+
+    async def gate() -> None:
+        pass
+
+    left = LIMITER_ADMISSIONS
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await limiter.acquire(1, None, gate)
+
+    cpu = time.process_time()
+    async with anyio.create_task_group() as group:
+        for _ in range(FOCUSED_CALLERS):
+            group.start_soon(caller)
+    cpu = time.process_time() - cpu
+    await limiter.aclose()
+    return cpu / LIMITER_ADMISSIONS * 1e6
+
+
+def limiter_cost(sup: Supervisor, rounds: int) -> dict[str, Any]:
+    """The limiter's own CPU time per admission, in memory and in Redis, medians."""
+    import anyio
+
+    redis = _start_redis(sup)
+    modes = ["huge-memory"] + (["huge-redis"] if redis is not None else [])
+    results: dict[str, list[float]] = {m: [] for m in modes}
+    try:
+        for _ in range(rounds):
+            for mode in modes:
+                results[mode].append(anyio.run(_limiter_round, mode, redis[1] if redis else ""))
+    finally:
+        if redis is not None:
+            sup.stop(redis[0])
+    return {
+        mode: {"cpu_us": statistics.median(v), "rounds_cpu_us": [round(x, 1) for x in v]}
+        for mode, v in results.items()
+    }
+
+
 def plot(results: dict[str, Any], out: Path) -> Path:
     """A bar chart: successful req/s at the API and 429s drawn, per mode."""
     import matplotlib
@@ -299,11 +446,47 @@ def plot(results: dict[str, Any], out: Path) -> Path:
 def main() -> None:
     """Run the section on its own; print the JSON, write the plot into docs/img/bench.
 
-    `python -m bench.ratelimit --plot` re-plots the last results without running.
+    `python -m bench.ratelimit --plot` re-plots the last results without running;
+    `python -m bench.ratelimit --overhead [ROUNDS]` measures only the limiter's overhead
+    (interleaved rounds of 4 s, 5 by default), prints it and writes
+    `bench/results/ratelimit-overhead.json`; `--focused [ROUNDS]` measures it in one
+    client process (req/s and CPU time a request, 7 rounds by default) and writes
+    `bench/results/ratelimit-focused.json`; `--limiter [ROUNDS]` prints the limiter's
+    own CPU time per admission, without HTTP.
     """
     out = ROOT / "bench" / "results" / "ratelimit.json"
     if sys.argv[1:] == ["--plot"]:
         print(plot(json.loads(out.read_text()), ROOT / "docs" / "img" / "bench"), file=sys.stderr)
+        return
+    if sys.argv[1:2] == ["--focused"]:
+        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+        with (
+            tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp,
+            Supervisor(Path(tmp)) as sup,
+        ):
+            focused_results = focused(sup, rounds)
+        print(json.dumps(focused_results, indent=2))
+        path = out.with_name("ratelimit-focused.json")
+        path.write_text(json.dumps(focused_results, indent=2) + "\n")
+        return
+    if sys.argv[1:2] == ["--limiter"]:
+        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+        with (
+            tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp,
+            Supervisor(Path(tmp)) as sup,
+        ):
+            print(json.dumps(limiter_cost(sup, rounds), indent=2))
+        return
+    if sys.argv[1:2] == ["--overhead"]:
+        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+        with (
+            tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp,
+            Supervisor(Path(tmp)) as sup,
+        ):
+            results = run(sup, overhead_rounds=rounds, overhead_only=True)
+        print(json.dumps(results["overhead"], indent=2))
+        path = out.with_name("ratelimit-overhead.json")
+        path.write_text(json.dumps(results, indent=2) + "\n")
         return
     with tempfile.TemporaryDirectory(prefix="httpool-bench-") as tmp, Supervisor(Path(tmp)) as sup:
         results = run(sup)

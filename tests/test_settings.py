@@ -592,3 +592,120 @@ def test_the_toml_example_of_the_docs(clean_env: pytest.MonkeyPatch, tmp_path: P
     assert (openai.timeout.read, openai.warmup) == (120.0, 2)
     assert voyage.limits.max_connections == 50
     assert voyage.allowed_origins == ("https://files.voyageai.com",)
+
+
+# -- the policy: retries, limits, breaker -------------------------------------------------
+
+
+def test_the_policy_variables_set_the_policy(clean_env: pytest.MonkeyPatch) -> None:
+    """RETRY_ATTEMPTS, MAX_CONCURRENCY, the RATE_LIMIT* and BREAKER_* variables become the
+    provider's `Retry`, `max_concurrency`, `RateLimit` and `Breaker`."""
+    setenv(
+        clean_env,
+        HTTPOOL_OPENAI_BASE_URL="https://api.openai.com/v1",
+        HTTPOOL_OPENAI_RETRY_ATTEMPTS="5",
+        HTTPOOL_OPENAI_MAX_CONCURRENCY="8",
+        HTTPOOL_OPENAI_RATE_LIMIT="500/minute",
+        HTTPOOL_OPENAI_RATE_LIMIT_STORAGE="redis://:hunter2@redis:6379/0",
+        HTTPOOL_OPENAI_RATE_LIMIT_KEY="shared",
+        HTTPOOL_OPENAI_RATE_LIMIT_ON_STORAGE_ERROR="closed",
+        HTTPOOL_OPENAI_BREAKER_FAILURES="3",
+        HTTPOOL_OPENAI_BREAKER_COOLDOWN="20",
+    )
+    provider = only(providers_from_env())
+    assert provider.retry == httpool.Retry(attempts=5)
+    assert provider.max_concurrency == 8
+    assert provider.rate_limit == httpool.RateLimit(
+        "500/minute",
+        storage="redis://:hunter2@redis:6379/0",
+        key="shared",
+        on_storage_error="closed",
+    )
+    assert provider.breaker == httpool.Breaker(failures=3, cooldown=20.0)
+    assert "hunter2" not in repr(provider)
+
+
+def test_retry_and_breaker_switches(clean_env: pytest.MonkeyPatch) -> None:
+    """RETRY=true and BREAKER=true turn them on with their defaults; unset, they are off."""
+    setenv(clean_env, HTTPOOL_A_BASE_URL="https://a.test", HTTPOOL_B_BASE_URL="https://b.test")
+    setenv(clean_env, HTTPOOL_A_RETRY="true", HTTPOOL_A_BREAKER="on")
+    a, b = providers_from_env(["a", "b"])
+    assert (a.retry, a.breaker) == (httpool.Retry(), httpool.Breaker())
+    assert (b.retry, b.max_concurrency, b.rate_limit, b.breaker) == (None, None, None, None)
+
+
+def test_the_policy_in_toml(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The same keys in a [providers.<name>] table, with TOML's own types."""
+    path = tmp_path / "httpool.toml"
+    path.write_text(
+        "[providers.openai]\n"
+        'base_url = "https://api.openai.com/v1"\n'
+        "retry = true\n"
+        "max_concurrency = 16\n"
+        'rate_limit = "500/minute"\n'
+        "breaker_window = 60\n"
+    )
+    provider = only(providers_from_env(toml_file=path))
+    assert provider.retry == httpool.Retry()
+    assert provider.max_concurrency == 16
+    assert provider.rate_limit == httpool.RateLimit("500/minute")
+    assert provider.breaker == httpool.Breaker(window=60.0)
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"RATE_LIMIT": "lots"},
+            r"HTTPOOL_OPENAI_RATE_LIMIT: RateLimit\(limit='lots'\): not a rate",
+        ),
+        ({"RATE_LIMIT": "0/second"}, "HTTPOOL_OPENAI_RATE_LIMIT: .*at least 1"),
+        (
+            {"RATE_LIMIT": "5/second", "RATE_LIMIT_STORAGE": "mysql://:hunter2@db/0"},
+            "HTTPOOL_OPENAI_RATE_LIMIT_STORAGE: RateLimit\\(storage=.*expected 'memory://' or a "
+            "Redis URL",
+        ),
+        (
+            {"RATE_LIMIT_KEY": "shared"},
+            "HTTPOOL_OPENAI_RATE_LIMIT_KEY is set but HTTPOOL_OPENAI_RATE_LIMIT is not",
+        ),
+        (
+            {"RATE_LIMIT": "5/second", "RATE_LIMIT_ON_STORAGE_ERROR": "open"},
+            "HTTPOOL_OPENAI_RATE_LIMIT_ON_STORAGE_ERROR='open': expected 'local' or 'closed'",
+        ),
+        ({"MAX_CONCURRENCY": "0"}, "HTTPOOL_OPENAI_MAX_CONCURRENCY='0': must be >= 1"),
+        (
+            {"RETRY": "false", "RETRY_ATTEMPTS": "3"},
+            "HTTPOOL_OPENAI_RETRY_ATTEMPTS is set but HTTPOOL_OPENAI_RETRY is false",
+        ),
+        ({"BREAKER_WINDOW": "0"}, "HTTPOOL_OPENAI_BREAKER_WINDOW='0': must be > 0"),
+        (
+            {"BREAKER": "no", "BREAKER_FAILURES": "3"},
+            "HTTPOOL_OPENAI_BREAKER_FAILURES is set but HTTPOOL_OPENAI_BREAKER is false",
+        ),
+    ],
+)
+def test_a_bad_policy_setting_names_the_variable(
+    clean_env: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    """Each mistake is a ConfigError naming the variable, never showing a password."""
+    setenv(clean_env, HTTPOOL_OPENAI_BASE_URL="https://api.openai.com/v1")
+    setenv(clean_env, **{f"HTTPOOL_OPENAI_{k}": v for k, v in variables.items()})
+    with pytest.raises(httpool.ConfigError, match=message) as info:
+        providers_from_env()
+    assert "hunter2" not in str(info.value)
+
+
+def test_a_bad_policy_key_in_toml_names_the_key_and_file(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In TOML the error names the table's key and the file."""
+    path = tmp_path / "httpool.toml"
+    path.write_text(
+        '[providers.voyage]\nbase_url = "https://api.voyageai.com/v1"\nrate_limit = "often"\n'
+    )
+    with pytest.raises(
+        httpool.ConfigError,
+        match=r"\[providers.voyage\] rate_limit \(in .*httpool.toml\): RateLimit",
+    ):
+        providers_from_env(toml_file=path)

@@ -74,6 +74,17 @@ class ProviderSettings(BaseSettings):
     proxy: SecretStr | None = None
     trust_env: bool | None = None
     dns_ttl: Seconds | None = None
+    retry: bool | None = None
+    retry_attempts: Count | None = None
+    max_concurrency: Count | None = None
+    rate_limit: str | None = None
+    rate_limit_storage: SecretStr | None = None
+    rate_limit_key: str | None = None
+    rate_limit_on_storage_error: Literal["local", "closed"] | None = None
+    breaker: bool | None = None
+    breaker_failures: Count | None = None
+    breaker_window: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    breaker_cooldown: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -92,7 +103,7 @@ FIELDS: Final = tuple(ProviderSettings.model_fields)
 #: Settings passed to `Provider(...)` as they are.
 _PLAIN: Final = (
     "transport health_path warmup max_lifetime retry_post follow_redirects required "
-    "trust_env dns_ttl"
+    "trust_env dns_ttl max_concurrency"
 )
 #: What to say for each kind of pydantic error (matched on the start of its type).
 _PROBLEMS: Final = {
@@ -322,6 +333,10 @@ class _Sources:
             options["headers"] = {header: Secret(f"Bearer {key}" if bearer else key)}
         if s.proxy is not None:  # a URL that may carry credentials: kept as a Secret
             options["proxy"] = Secret(s.proxy.get_secret_value())
+        before = len(self.problems)
+        self._policy(s, options, at)
+        if len(self.problems) > before:
+            return None
         overrides = {k: getattr(s, k) for k in OVERRIDES if getattr(s, k) is not None}
         if s.max_connections_total is not None:
             budget = httpx.Limits(max_connections=s.max_connections_total)
@@ -339,6 +354,58 @@ class _Sources:
                 field = "auth_header" if "auth_header" in found else "api_key"
             self.problems.append(f"{at(field)}: {exc}" if field in FIELDS else str(exc))
             return None
+
+    def _policy(self, s: ProviderSettings, options: dict[str, Any], at: Any) -> None:
+        """The policy fields as `retry`, `rate_limit` and `breaker` objects in `options`;
+        what is wrong in `self.problems`, naming the variable or key."""
+        from ._policy import Breaker, RateLimit, Retry
+
+        def off_but_set(switch: str, fields: list[str]) -> bool:
+            given = [f for f in fields if getattr(s, f) is not None]
+            if getattr(s, switch) is False and given:
+                self.problems.append(f"{at(given[0])} is set but {at(switch)} is false: remove one")
+                return True
+            return False
+
+        if not off_but_set("retry", ["retry_attempts"]):
+            if s.retry_attempts is not None:
+                options["retry"] = Retry(attempts=s.retry_attempts)
+            elif s.retry:
+                options["retry"] = True
+        storage_fields = ["rate_limit_storage", "rate_limit_key", "rate_limit_on_storage_error"]
+        given = [f for f in storage_fields if getattr(s, f) is not None]
+        if s.rate_limit is None and given:
+            self.problems.append(
+                f"{at(given[0])} is set but {at('rate_limit')} is not: give the rate, "
+                "such as '500/minute'"
+            )
+        elif s.rate_limit is not None:
+            field = "rate_limit"
+            try:
+                kwargs: dict[str, Any] = {}
+                if s.rate_limit_storage is not None:
+                    field = "rate_limit_storage"
+                    kwargs["storage"] = s.rate_limit_storage.get_secret_value()
+                    RateLimit("1/second", **kwargs)  # which field a bad storage URL is
+                    field = "rate_limit"
+                if s.rate_limit_key is not None:
+                    kwargs["key"] = s.rate_limit_key
+                if s.rate_limit_on_storage_error is not None:
+                    kwargs["on_storage_error"] = s.rate_limit_on_storage_error
+                options["rate_limit"] = RateLimit(s.rate_limit, **kwargs)
+            except ConfigError as exc:
+                self.problems.append(f"{at(field)}: {exc}")
+        breaker_fields = ["breaker_failures", "breaker_window", "breaker_cooldown"]
+        if not off_but_set("breaker", breaker_fields):
+            values = {
+                f.removeprefix("breaker_"): getattr(s, f)
+                for f in breaker_fields
+                if getattr(s, f) is not None
+            }
+            if values:
+                options["breaker"] = Breaker(**values)
+            elif s.breaker:
+                options["breaker"] = True
 
 
 def _problem(field: str, error: Mapping[str, Any]) -> str:

@@ -28,8 +28,17 @@ ROOT = Path(__file__).resolve().parents[2]
 MARGIN = 0.2
 
 
-def run_workers(count: int, stub: Stub, storage: str, limit: str, requests: int) -> list[int]:
-    """Start `count` worker processes at once; the status codes they all got."""
+def run_workers(
+    count: int,
+    stub: Stub,
+    storage: str,
+    limit: str,
+    requests: int,
+    concurrency: int = 4,
+    stats: list[dict[str, int]] | None = None,
+) -> list[int]:
+    """Start `count` worker processes at once; the status codes they all got (and each
+    one's rate limit stats in `stats`)."""
     start_at = time.time() + 3.0  # after every worker has started and warmed up
     procs = [
         subprocess.Popen(
@@ -42,7 +51,7 @@ def run_workers(count: int, stub: Stub, storage: str, limit: str, requests: int)
                 limit,
                 str(MARGIN),
                 str(requests),
-                "4",
+                str(concurrency),
                 repr(start_at),
             ],
             cwd=ROOT,
@@ -54,7 +63,10 @@ def run_workers(count: int, stub: Stub, storage: str, limit: str, requests: int)
     for proc in procs:
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0
-        codes += json.loads(out.decode().strip().splitlines()[-1])
+        report = json.loads(out.decode().strip().splitlines()[-1])
+        codes += report["codes"]
+        if stats is not None:
+            stats.append(report["rate_limit"])
     return codes
 
 
@@ -70,6 +82,24 @@ def test_worker_processes_sharing_a_redis_limit_never_exceed_it(
     assert len(stub.times("/a")) + len(stub.times("/warmup")) == 12 * workers
     assert most_in_window(times, 1.0) <= 20
     assert max(times) - min(times) >= (12 * workers - 20) // 20  # they waited
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_worker_processes_taking_leases_never_exceed_the_limit(
+    stub: Stub, redis_server: RedisServer, workers: int
+) -> None:
+    """2 and 4 processes at 200/second, 8 callers each: they take their admissions in
+    leases of several units, and still no 1 s window at the stub holds more than 200."""
+    stats: list[dict[str, int]] = []
+    codes = run_workers(workers, stub, redis_server.url, "200/second", 120, 8, stats)
+    assert codes == [200] * (120 * workers)
+    times = stub.times()  # the warm-up's HEAD requests too: they go through the limit
+    assert len(stub.times("/a")) + len(stub.times("/warmup")) == 120 * workers
+    assert most_in_window(times, 1.0) <= 200
+    assert max(times) - min(times) >= (120 * workers - 200) // 200  # they waited
+    # fewer leases than admissions: some leases held several units
+    assert sum(s["leases"] for s in stats) < sum(s["admitted"] for s in stats)
+    assert sum(s["admitted"] for s in stats) == len(times)
 
 
 def test_worker_processes_with_a_memory_limit_do_exceed_it(stub: Stub) -> None:
@@ -137,6 +167,7 @@ async def test_redis_stopped_mid_run_fails_closed_when_configured(
     async with httpool.ClientPool(provider) as p:
         client = p.client("api")
         await drive(client, 0.2, before)
+        held = p.stats()["api"]["rate_limit"]["lease_left"]
         redis_server.stop()
         started = time.monotonic()
         await drive(client, 0.5, during)
@@ -145,7 +176,11 @@ async def test_redis_stopped_mid_run_fails_closed_when_configured(
         with pytest.raises(httpool.LimitTimeout, match="Redis cannot be reached"):
             await client.get("/a")
     assert set(before) == {200}
-    assert set(during) == {"LimitTimeout"}
+    # the units of a lease still held when Redis stopped are admitted (counted in Redis
+    # already; see test_leases), then every request is refused
+    served = during.index("LimitTimeout")
+    assert served <= held
+    assert set(during[served:]) == {"LimitTimeout"}
 
 
 @pytest.mark.anyio

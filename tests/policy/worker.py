@@ -3,7 +3,7 @@
 `python -m tests.policy.worker URL STORAGE LIMIT MARGIN REQUESTS CONCURRENCY START_AT` sends one
 warm-up request (its first request pays the process's one-time costs), waits for the
 wall-clock time START_AT so that every worker starts together, sends the rest and
-prints the status codes it got, as JSON, on its last line.
+prints the status codes it got and its rate limit's stats, as JSON, on its last line.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ async def main(
                 codes.append((await client.get("/a")).status_code)
 
         await asyncio.gather(*(run() for _ in range(concurrency)))
-    print(json.dumps(codes))
+        stats = pool.stats()["api"]["rate_limit"]
+    print(json.dumps({"codes": codes, "rate_limit": stats}))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import httpx
 
 from .._config import Provider
 from .._errors import ConfigError
-from .._policy import has_policy, wrap_policy
+from .._policy import PolicyTransport, has_policy, wrap_policy
 from ._gate import TAG, Gate, OpenStreams, open_streams
 from ._httpx import build_async_client, build_sync_client, make_transport
 
@@ -114,7 +114,7 @@ class ProviderClients:
                 raise ConfigError(msg)
             return build_async_client(provider, self.gate, engine)
         if kind is httpx.Client:
-            return build_sync_client(provider, self.gate)
+            return build_sync_client(provider, self.gate, self._policy())
         httpx2 = require_httpx2(f"a {kind_label(kind)} for provider {provider.name!r}")
         from . import _httpx2
 
@@ -122,12 +122,19 @@ class ProviderClients:
             transport = _httpx2.httpx2_transport(provider, self.engine)
             return _httpx2.build_async_client2(provider, self.gate, transport)
         if kind is httpx2.Client:
-            return _httpx2.build_sync_client2(provider, self.gate)
+            return _httpx2.build_sync_client2(provider, self.gate, self._policy())
         msg = (
             f"unknown kind of client {kind_label(kind)} for provider {provider.name!r}; use "
             "httpx.AsyncClient, httpx2.AsyncClient, httpx.Client or httpx2.Client"
         )
         raise TypeError(msg)
+
+    def _policy(self) -> PolicyTransport | None:
+        """The provider's policy state, which its sync clients share, or `None`."""
+        if not has_policy(self.provider):
+            return None
+        engine = self.engine
+        return engine if isinstance(engine, PolicyTransport) else None
 
     def is_async(self, client: object) -> bool:
         """Whether `client` is one of the async kinds."""

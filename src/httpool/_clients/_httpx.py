@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from .._config import Provider, as_httpx_limits
+from .._policy import PolicyTransport, SyncPolicyTransport
 from .._secret import Secret
 from ._gate import Gate
 from ._guards import (
@@ -243,8 +244,11 @@ def build_async_client(
     )
 
 
-def build_sync_client(provider: Provider, gate: Gate | None = None) -> PooledClient:
-    """A new thread-safe `httpx.Client` for `provider` (httpx's own sync transport)."""
+def build_sync_client(
+    provider: Provider, gate: Gate | None = None, policy: PolicyTransport | None = None
+) -> PooledClient:
+    """A new thread-safe `httpx.Client` for `provider` (httpx's own sync transport),
+    under the provider's `policy` (its async clients' state) when it has one."""
     from .._engine._proxy_transports import check_support, routed_sync
 
     where = f"Provider({provider.name!r})"
@@ -260,5 +264,7 @@ def build_sync_client(provider: Provider, gate: Gate | None = None) -> PooledCli
             proxy=_httpx(p),
         ),
     )
+    if policy is not None:
+        transport = SyncPolicyTransport(transport, policy)
     gate = gate or Gate(provider)
     return PooledClient(gate, transport=SyncProviderTransport(transport, gate), **_common(provider))

@@ -12,9 +12,9 @@ import httpx
 import httpx2
 
 from .._config import Provider
-from .._engine._httpx2 import Httpx2PoolTransport
+from .._engine._httpx2 import Httpx2PoolTransport, _mapped
 from .._errors import ConfigError
-from .._policy import PolicyTransport, has_policy
+from .._policy import PolicyTransport, SyncPolicyTransport, has_policy
 from ._gate import Gate
 from ._guards import (
     AsyncClientGuards,
@@ -96,6 +96,18 @@ def _limits(provider: Provider) -> httpx2.Limits:
     )
 
 
+def _policy_view(request: httpx2.Request) -> tuple[httpx.Request, bool]:
+    """An httpx2 request as the provider's policy reads it (no body), and whether its
+    body can be sent again."""
+    view = httpx.Request(
+        request.method,
+        str(request.url),
+        headers=request.headers.raw,
+        extensions=request.extensions,
+    )
+    return view, isinstance(request.stream, httpx2.ByteStream)
+
+
 def _no_proxy(provider: Provider, what: str) -> None:
     if provider.proxy is not None:  # the environment's proxies: httpx2 reads them itself
         msg = (
@@ -149,15 +161,33 @@ def build_async_client2(
     )
 
 
-def build_sync_client2(provider: Provider, gate: Gate) -> PooledClient2:
-    """A new thread-safe `httpx2.Client` for `provider` (httpx2's own sync transport)."""
+def build_sync_client2(
+    provider: Provider, gate: Gate, policy: PolicyTransport | None = None
+) -> PooledClient2:
+    """A new thread-safe `httpx2.Client` for `provider` (httpx2's own sync transport),
+    under the provider's `policy` (its async clients' state) when it has one."""
     _no_proxy(provider, "a sync httpx2 client")
-    transport = httpx2.HTTPTransport(
+    transport: Any = httpx2.HTTPTransport(
         verify=verify_option(provider),
         http2=provider.http2,
         limits=_limits(provider),
         trust_env=provider.trust_env,
     )
+    if policy is not None:
+        transport = SyncPolicyTransport(
+            transport,
+            policy,
+            view=_policy_view,
+            map_error=_mapped,
+            stream_base=httpx2.SyncByteStream,
+            connect_errors=(httpx2.ConnectError, httpx2.ConnectTimeout),
+            breaker_errors=(
+                httpx2.ConnectError,
+                httpx2.ConnectTimeout,
+                httpx2.ReadTimeout,
+                httpx2.WriteTimeout,
+            ),
+        )
     return PooledClient2(
         gate, transport=_SyncProviderTransport(transport, gate), **_options(provider)
     )

@@ -19,11 +19,13 @@ __all__ = ["Httpx2PoolTransport"]
 
 
 def _mapped(exc: httpx.HTTPError, request: httpx2.Request) -> httpx2.TransportError:
-    """httpx2's exception of the same name as httpx's `exc`, for `request`."""
-    kind = getattr(httpx2, type(exc).__name__, None)
-    if not (isinstance(kind, type) and issubclass(kind, httpx2.TransportError)):
-        kind = httpx2.TransportError
-    return kind(str(exc), request=request)
+    """httpx2's exception of the same name as httpx's `exc` (or as its nearest httpx
+    base: httpool's `LimitTimeout` becomes a `PoolTimeout`), for `request`."""
+    for cls in type(exc).__mro__:
+        kind = getattr(httpx2, cls.__name__, None)
+        if isinstance(kind, type) and issubclass(kind, httpx2.TransportError):
+            return kind(str(exc), request=request)
+    return httpx2.TransportError(str(exc), request=request)
 
 
 class _RequestBody(httpx.AsyncByteStream):

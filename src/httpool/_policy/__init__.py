@@ -6,6 +6,7 @@ from ._breaker import Breaker
 from ._errors import CircuitOpenError, LimitTimeout
 from ._ratelimit import RateLimit
 from ._retry import Retry
+from ._sync import SyncPolicyTransport
 from ._transport import PolicyTransport
 from ._validate import has_policy, validate_policy, wrap_policy
 
@@ -16,6 +17,7 @@ __all__ = [
     "PolicyTransport",
     "RateLimit",
     "Retry",
+    "SyncPolicyTransport",
     "has_policy",
     "validate_policy",
     "wrap_policy",

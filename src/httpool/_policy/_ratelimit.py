@@ -1,10 +1,12 @@
 """`RateLimit`: admitted requests per moving window, in memory or shared through Redis.
 
-The arithmetic and the Redis scripts are the `limits` library's moving window: a
-request is admitted when fewer than `amount` (weighted by cost) were admitted in the
-last `window` seconds, wherever that window starts. This module adds the waiting
-(first come, first served in the process), the fallback when Redis is gone, and the
-"blocked until" time that a provider's own headers set (shared through Redis too).
+A request is admitted when fewer than `amount` (weighted by cost) were admitted in the
+last `window` seconds, wherever that window starts (the `limits` library's moving
+window, whose notation the limit is written in). In memory this is `LocalWindow`; in
+Redis, a log of leases (`_lease.py`) that lets each process take a batch of
+admissions in one round trip. This module adds the waiting (first come, first served
+in the process), the fallback when Redis is gone, and the "blocked until" time that a
+provider's own headers set (shared through Redis too).
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ import anyio
 from .._budget import _web_concurrency
 from .._errors import ConfigError
 from .._secret import redact_url
+from ._lease import LeaseLog
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
-    from limits.aio.strategies import MovingWindowRateLimiter
 
 __all__ = ["RateLimit", "RateLimiter", "StorageDown"]
 
@@ -36,6 +38,9 @@ _REDIS_SCHEMES: Final = ("redis://", "rediss://", "redis+unix://")
 STORAGE_TIMEOUT: Final = 0.5
 #: Seconds between attempts to reach Redis again while the limiter runs on its fallback.
 RECHECK_EVERY: Final = 2.0
+#: The longest a process holds a lease of the shared limit: 5 % of the window, at most
+#: this many seconds.
+MAX_HOLD: Final = 1.0
 
 
 def _parse(limit: str) -> RateLimitItem:
@@ -183,7 +188,17 @@ class LocalWindow:
 
 
 class RateLimiter:
-    """One provider's rate limit in this process: admits requests, waiting in turn."""
+    """One provider's rate limit in this process: admits requests, waiting in turn.
+
+    With Redis, admissions are leased: the process takes a batch of them with one
+    round trip, sized from its own rate over the lease's hold (5 % of the window, at
+    most 1 s), at most a tenth of the limit and an eighth of what the window has left
+    (one at a time, held for no time, when that is less than two); the next lease is
+    taken when a quarter of the current one (of its units or of its hold) is left, by
+    the request that found it so, while the others go on; what a lease has not used
+    when it is replaced or its hold ends goes back with the next call to Redis. See
+    `_lease.py` for why the limit holds.
+    """
 
     def __init__(self, config: RateLimit, name: str) -> None:
         self.config = config
@@ -192,9 +207,8 @@ class RateLimiter:
         self.window = float(self.item.get_expiry())
         self._margin = _margin(self.window) if config.margin is None else config.margin
         self._key = config.key or f"httpool:{name}"
-        self._shared_storage: Any = None
-        self._shared: MovingWindowRateLimiter | None = None
         self._redis: Any = None
+        self._log: LeaseLog | None = None
         amount = self.item.amount
         if config.shared:
             self._connect(config.storage)
@@ -203,18 +217,20 @@ class RateLimiter:
         self._turn = anyio.Lock()
         self._blocked_until = 0.0  # time.time() before which the provider refuses
         self._block_read_at = 0.0  # when the shared block was last read
-        self._roomy_until = 0.0  # until when the shared window is taken as far from full
         self._blocked_reason: str | None = None
         self.state = "ok"
         self._recheck_at = 0.0
         self.waiting = 0
         self.admitted = 0
+        self._units = 0  # units admitted, for the rate that sizes leases
+        self._rate = 0.0  # units per second, smoothed
+        self._rate_at = time.monotonic()
+        self._rate_units = 0
+        self._taking_ahead = False
 
     def _connect(self, url: str) -> None:
         try:
             import redis.asyncio
-            from limits.aio.storage import RedisStorage
-            from limits.aio.strategies import MovingWindowRateLimiter
             from redis.asyncio.retry import Retry as RedisRetry
             from redis.backoff import NoBackoff
         except ImportError:  # pragma: no cover - depends on the extra
@@ -230,19 +246,21 @@ class RateLimiter:
             # redis-py's default backoff of seconds: a request must not wait on it.
             "retry": RedisRetry(NoBackoff(), 1),
         }
-        # One connection pool of our own, for the limit and the "blocked until" key, so
+        # One connection pool of our own, for the leases and the "blocked until" key, so
         # that closing the provider closes every connection.
         self._redis = redis.asyncio.Redis(
             connection_pool=redis.asyncio.ConnectionPool.from_url(url, **options)
         )
-        storage = RedisStorage(
-            f"async+{url}",
-            implementation="redispy",
-            wrap_exceptions=True,
-            connection_pool=self._redis.connection_pool,
+        item = self.item
+        self._log = LeaseLog(
+            self._redis,
+            # the window's length in the key: limits of different windows never share a log
+            f"{self._key}:{item.amount}/{item.multiples}{item.GRANULARITY.name}",
+            blocked_key=f"{self._key}:blocked",
+            amount=item.amount,
+            span=self.window + self._margin,
+            hold=min(MAX_HOLD, 0.05 * self.window),
         )
-        self._shared_storage = storage
-        self._shared = MovingWindowRateLimiter(storage)
 
     # -- admission -----------------------------------------------------------------------
 
@@ -260,10 +278,16 @@ class RateLimiter:
         if cost > self.item.amount:
             raise ValueError(cost)
         started = time.monotonic()
-        if not self._turn.locked():  # nobody waits here: try at once, concurrently
+        log = self._log
+        # Nobody waits here, or the lease held has units (those waiting only wait for
+        # their turn to take one): try at once, without I/O. Otherwise a queue that
+        # formed while a lease was fetched would never drain, each new caller joining it.
+        if not self._turn.locked() or (log is not None and log.lease.left >= cost):
             await gate()  # bounded by the deadline itself
-            if await self._hit(cost) is None:  # bounded: Redis gets 1 s at most
-                self.admitted += 1
+            if self._take_now(cost):
+                self._count(cost)
+                if log is not None and not self._taking_ahead and log.lease.running_low():
+                    await self._take_ahead(log)  # admitted already; the others go on
                 return time.monotonic() - started
         self.waiting += 1
         try:
@@ -277,53 +301,81 @@ class RateLimiter:
                         await anyio.sleep(max(0.0, reset - time.time()))
         finally:
             self.waiting -= 1
-        self.admitted += 1
+        self._count(cost)
         return time.monotonic() - started
+
+    def _count(self, cost: int) -> None:
+        self.admitted += 1
+        self._units += cost
+
+    def _take_now(self, cost: int) -> bool:
+        """Admit from memory or from the lease held, without waiting; False when Redis
+        (or the fallback) must be asked in turn."""
+        log = self._log
+        if log is None:
+            return self._local.admit(cost) is None
+        return log.lease.take(cost)
 
     async def _hit(self, cost: int) -> float | None:
         """`None` when admitted, else the `time.time()` at which to try again."""
-        shared = self._shared
-        if shared is not None and (self.state == "ok" or time.monotonic() >= self._recheck_at):
+        log = self._log
+        if log is None:
+            return self._local.admit(cost)
+        if log.lease.take(cost):  # the units already leased, even while Redis is down
+            return None
+        if self.state == "ok" or time.monotonic() >= self._recheck_at:
+            want, hold = self._lease_size(log, cost)
             try:
                 with anyio.fail_after(STORAGE_TIMEOUT * 2):
-                    retry_at = await self._try(shared, self._shared_storage, self.item, cost)
+                    wait, blocked = await log.take(want, cost, hold)
             except Exception as exc:  # noqa: BLE001  any storage failure: fall back or close
                 self._storage_failed(exc)
             else:
                 self._storage_ok()
-                return retry_at
-        if shared is not None and self.config.on_storage_error == "closed":
+                self._read_block(blocked)
+                return None if wait is None else time.time() + wait
+        if self.config.on_storage_error == "closed":
             raise StorageDown
         return self._local.admit(cost)
 
-    async def _try(
-        self, limiter: MovingWindowRateLimiter, storage: Any, item: RateLimitItem, cost: int
-    ) -> float | None:
-        """One admission attempt in Redis: `None` when admitted, else when to try again.
+    async def _take_ahead(self, log: LeaseLog) -> None:
+        """Take the next lease while the current one still has units, so that the
+        process's requests rarely wait for Redis."""
+        if self.state != "ok":
+            return
+        want, hold = self._lease_size(log, 1)
+        if hold <= 0:
+            return
+        self._taking_ahead = True
+        try:
+            with anyio.fail_after(STORAGE_TIMEOUT * 2):
+                _, blocked = await log.take(want, 1, hold, ahead=True)
+        except Exception as exc:  # noqa: BLE001  any storage failure: fall back or close
+            self._storage_failed(exc)
+        else:
+            self._read_block(blocked)
+        finally:
+            self._taking_ahead = False
 
-        The window is first read with the margin added to its length (the storage's
-        `get_moving_window` takes any length): while it is full, the request waits for
-        its oldest admission to be `window + margin` old. Then the `limits` moving
-        window admits it atomically, which holds the limit even when several workers
-        race past that first check.
+    def _lease_size(self, log: LeaseLog, cost: int) -> tuple[int, float]:
+        """The units to ask Redis for, and how long to hold them.
 
-        The margin matters only near a full window: after a read that found the window
-        less than half full, the next reads are skipped for 5 % of the window (at most
-        100 ms), which saves a round trip per request while the limit is far away.
+        Enough for this process's rate over the hold, or for the requests waiting here
+        now; at most a tenth of the limit and an eighth of what the window had left at
+        the last grant; `cost` alone, held for no time, when that is all there is.
         """
-        margin = self._margin
-        if margin and time.monotonic() >= self._roomy_until:
-            oldest, count = await storage.get_moving_window(
-                item.key_for(self._key), item.amount, self.window + margin
-            )
-            if count + cost > item.amount:
-                return float(oldest) + self.window + margin
-            if 2 * (count + cost) <= item.amount:
-                self._roomy_until = time.monotonic() + min(0.1, 0.05 * self.window)
-        if await limiter.hit(item, self._key, cost=cost):
-            return None
-        stats = await limiter.get_window_stats(item, self._key)
-        return float(stats.reset_time) + margin
+        now = time.monotonic()
+        elapsed = now - self._rate_at
+        if elapsed > 0:
+            current = (self._units - self._rate_units) / elapsed
+            self._rate = current if self._rate == 0 else (self._rate + current) / 2
+        self._rate_at, self._rate_units = now, self._units
+        hold = log.hold
+        want = max(cost * (1 + self.waiting), math.ceil(self._rate * hold))
+        want = min(want, max(1, log.amount // 10), log.room // 8)
+        if hold <= 0 or want <= cost:
+            return cost, 0.0
+        return want, hold
 
     def _storage_ok(self) -> None:
         if self.state != "ok":
@@ -368,13 +420,18 @@ class RateLimiter:
             except Exception as exc:  # noqa: BLE001  same fallback as the limit
                 self._storage_failed(exc)
             else:
-                if raw is not None:
-                    try:
-                        shared = float(raw)
-                    except ValueError:
-                        shared = 0.0
-                    self._blocked_until = max(self._blocked_until, shared)
+                self._read_block(raw)
         return self._blocked_until
+
+    def _read_block(self, raw: bytes | None) -> None:
+        """Heed the shared "blocked until" value read from Redis (with a lease or alone)."""
+        self._block_read_at = time.monotonic()
+        if raw is not None:
+            try:
+                shared = float(raw)
+            except ValueError:
+                shared = 0.0
+            self._blocked_until = max(self._blocked_until, shared)
 
     async def block(self, until: float, reason: str) -> None:
         """Make new requests wait until `until` (`time.time()`), in every worker when
@@ -401,18 +458,34 @@ class RateLimiter:
         return self._blocked_reason if self._blocked_until > time.time() else None
 
     async def aclose(self) -> None:
-        """Close the Redis connections."""
+        """Give back what is left of the lease, and close the Redis connections."""
         if self._redis is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                await self._redis.aclose()
-                await self._redis.connection_pool.disconnect()
+            with anyio.CancelScope(shield=True):
+                if self._log is not None and self.state == "ok":
+                    with anyio.move_on_after(STORAGE_TIMEOUT):  # the close must come
+                        try:
+                            await self._log.give_back()
+                        except Exception:  # noqa: BLE001  the units expire on their own
+                            logger.debug("httpool provider %r: lease not given back", self.name)
+                with anyio.move_on_after(1.0):
+                    await self._redis.aclose()
+                    await self._redis.connection_pool.disconnect()
 
     def stats(self) -> dict[str, Any]:
-        """The limit, its storage and state, and the requests waiting and admitted."""
-        return {
+        """The limit, its storage and state, the requests waiting and admitted, and with
+        Redis the leases taken, the units they granted, the units given back and the
+        units of the current lease still to use."""
+        out: dict[str, Any] = {
             "limit": self.config.limit,
             "storage": "redis" if self.config.shared else "memory",
             "state": self.state,
             "waiting": self.waiting,
             "admitted": self.admitted,
         }
+        log = self._log
+        if log is not None:
+            out["leases"] = log.leases
+            out["leased"] = log.leased
+            out["returned"] = log.returned
+            out["lease_left"] = log.lease.left if time.monotonic() < log.lease.end else 0
+        return out

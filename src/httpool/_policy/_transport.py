@@ -11,11 +11,13 @@ is counted and may be retried.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from ._breaker import Breaker, CircuitBreaker
@@ -98,51 +100,172 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         self._waited = {"concurrency": 0.0, "rate_limit": 0.0, "provider_reset": 0.0}
         self._concurrency_waiting = 0
         self._in_flight = 0
+        #: The event loop this state lives on, and its thread (see `remember_loop`).
+        self.loop_token: Any = None
+        self.loop_thread: int | None = None
+        self.remember_loop()
 
     # -- requests ------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` through the limits, retrying answers the policy allows."""
+        if self.loop_token is None:
+            self.remember_loop()
         retry = self._retry
         if retry is None:
             return await self._attempt(request)
-        assert self._budget is not None
-        self._budget.request()
-        timeouts = request.extensions.get("timeout") or {}
-        total = retry.timeout if retry.timeout is not None else timeouts.get("read")
-        deadline = None if total is None else time.monotonic() + total
+        deadline = self.start_retries(request)
         replayable = isinstance(request.stream, httpx.ByteStream)
         attempt = 1
         while True:
             try:
                 response = await self._attempt(request)
             except _CONNECT_ERRORS:
-                if not (retry.connect_errors and attempt < retry.attempts):
-                    raise
-                wait = retry.backoff(attempt)
-                if not self._may_retry(deadline, wait, "connect"):
+                wait = self.connect_wait(attempt, deadline)
+                if wait is None:
                     raise
                 await anyio.sleep(wait)
                 attempt += 1
                 continue
-            if attempt >= retry.attempts:
-                return response
-            reason = retry_reason(retry, request, response)
-            if reason is None:
-                return response
-            if not replayable:
-                self._count(self._not_retried, "streamed_body")
-                return response
-            wait_for = parse_retry_after(response.headers)
-            if wait_for is not None and wait_for > retry.max_retry_after:
-                self._count(self._not_retried, "retry_after_too_long")
-                return response
-            wait = retry.backoff(attempt) if wait_for is None else wait_for
-            if not self._may_retry(deadline, wait, reason):
+            wait = self.answer_wait(request, response, attempt, deadline, replayable=replayable)
+            if wait is None:
                 return response
             await response.aclose()
             await anyio.sleep(wait)
             attempt += 1
+
+    # -- the pieces of a request, shared with the sync clients' `SyncPolicyTransport` --
+
+    @property
+    def retry(self) -> Retry | None:
+        """The retry policy, if any."""
+        return self._retry
+
+    def remember_loop(self) -> None:
+        """Note the running event loop: the sync clients reach this state on it."""
+        try:
+            self.loop_token = anyio.lowlevel.current_token()
+        except RuntimeError:  # no event loop in this thread
+            return
+        self.loop_thread = threading.get_ident()
+
+    def start_retries(self, request: httpx.Request) -> float | None:
+        """Count the request in the retry budget; the `time.monotonic()` after which no
+        retry starts (`None`: no deadline)."""
+        retry = self._retry
+        assert retry is not None
+        assert self._budget is not None
+        self._budget.request()
+        timeouts = request.extensions.get("timeout") or {}
+        total = retry.timeout if retry.timeout is not None else timeouts.get("read")
+        return None if total is None else time.monotonic() + total
+
+    def connect_wait(self, attempt: int, deadline: float | None) -> float | None:
+        """The seconds to wait before retrying attempt `attempt` that could not connect,
+        or `None` to give up (counted)."""
+        retry = self._retry
+        assert retry is not None
+        if not (retry.connect_errors and attempt < retry.attempts):
+            return None
+        wait = retry.backoff(attempt)
+        return wait if self._may_retry(deadline, wait, "connect") else None
+
+    def answer_wait(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        attempt: int,
+        deadline: float | None,
+        *,
+        replayable: bool,
+    ) -> float | None:
+        """The seconds to wait before retrying `response`, or `None` to return it
+        (counted). `replayable`: the request's body can be sent again."""
+        retry = self._retry
+        assert retry is not None
+        if attempt >= retry.attempts:
+            return None
+        reason = retry_reason(retry, request, response)
+        if reason is None:
+            return None
+        if not replayable:
+            self._count(self._not_retried, "streamed_body")
+            return None
+        wait_for = parse_retry_after(response.headers)
+        if wait_for is not None and wait_for > retry.max_retry_after:
+            self._count(self._not_retried, "retry_after_too_long")
+            return None
+        wait = retry.backoff(attempt) if wait_for is None else wait_for
+        return wait if self._may_retry(deadline, wait, reason) else None
+
+    def enter_breaker(self, request: httpx.Request) -> bool:
+        """Raise `CircuitOpenError` while the circuit is open; whether this request is
+        the trial that decides whether to close it."""
+        breaker = self._breaker
+        if breaker is None:
+            return False
+        admitted = breaker.admit()
+        if admitted is False:
+            config = breaker.config
+            raise CircuitOpenError(
+                self.name, breaker.retry_in(), config.failures, config.window, request
+            )
+        return admitted is None
+
+    def not_admitted(self, trial: bool) -> None:
+        """The request ended before it was sent (a limit's wait failed or was cancelled)."""
+        if trial and self._breaker is not None:
+            self._breaker.release_trial()
+
+    def send_failed(self, trial: bool, counts: bool, release: Any) -> None:
+        """The wrapped transport raised; `counts`: the error is one the breaker counts."""
+        breaker = self._breaker
+        if breaker is not None:
+            if counts:
+                breaker.record(ok=False, trial=trial)
+            elif trial:
+                breaker.release_trial()
+        if release is not None:
+            release()
+
+    async def answered(self, response: httpx.Response, trial: bool) -> None:
+        """Count the answer, tell the breaker, and heed the provider's rate-limit headers."""
+        if self._breaker is not None:
+            self._breaker.record(ok=response.status_code < 500, trial=trial)
+        await self._read_answer(response)
+
+    async def enter(
+        self, request: httpx.Request, *, first: bool = False
+    ) -> tuple[bool, Any, float | None]:
+        """A sync client's way in, in one call on the loop: the retry budget (on the
+        `first` attempt), the breaker and the limits' waits. Returns whether the request
+        is the breaker's trial, the concurrency slot's release function (or `None`) and
+        the retry deadline (see `start_retries`; `None` after the first attempt)."""
+        deadline = self.start_retries(request) if first and self._retry is not None else None
+        trial = self.enter_breaker(request)
+        try:
+            release = await self.admit(request)
+        except BaseException:
+            self.not_admitted(trial)
+            raise
+        return trial, release, deadline
+
+    async def finish(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        trial: bool,
+        attempt: int,
+        deadline: float | None,
+        *,
+        replayable: bool,
+    ) -> float | None:
+        """A sync client's answer, in one call on the loop: counted and read (see
+        `answered`); the seconds to wait before retrying it, or `None` to return it."""
+        await self.answered(response, trial)
+        if self._retry is None:
+            return None
+        return self.answer_wait(request, response, attempt, deadline, replayable=replayable)
 
     def _may_retry(self, deadline: float | None, wait: float, reason: str) -> bool:
         """Whether the budget and the deadline allow a retry after `wait` seconds; counted."""
@@ -168,36 +291,18 @@ class PolicyTransport(httpx.AsyncBaseTransport):
 
     async def _attempt(self, request: httpx.Request) -> httpx.Response:
         """One try: the breaker, the waits for the limits, then the wrapped transport."""
-        trial = False
-        breaker = self._breaker
-        if breaker is not None:
-            admitted = breaker.admit()
-            if admitted is False:
-                config = breaker.config
-                raise CircuitOpenError(
-                    self.name, breaker.retry_in(), config.failures, config.window, request
-                )
-            trial = admitted is None
-        release = None
+        trial = self.enter_breaker(request)
         try:
-            release = await self._admit(request)
-            try:
-                response = await self.inner.handle_async_request(request)
-            except BaseException as exc:
-                if breaker is not None and isinstance(exc, _BREAKER_ERRORS):
-                    breaker.record(ok=False, trial=trial)
-                    trial = False
-                if release is not None:
-                    release()
-                    release = None
-                raise
+            release = await self.admit(request)
         except BaseException:
-            if trial and breaker is not None:
-                breaker.release_trial()
+            self.not_admitted(trial)
             raise
-        if breaker is not None:
-            breaker.record(ok=response.status_code < 500, trial=trial)
-        await self._read_answer(response)
+        try:
+            response = await self.inner.handle_async_request(request)
+        except BaseException as exc:
+            self.send_failed(trial, isinstance(exc, _BREAKER_ERRORS), release)
+            raise
+        await self.answered(response, trial)
         if release is not None:
             if response.is_closed:  # read already (a mock transport's answer): done
                 release()
@@ -215,7 +320,7 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         if said is not None:
             await self._block(time.time() + said[0], said[1])
 
-    async def _admit(self, request: httpx.Request) -> Any:
+    async def admit(self, request: httpx.Request) -> Any:
         """Wait for a concurrency slot, then the provider's reset and the rate limit (in
         the rate limit's turn, so that the requests that waited for the reset do not all
         go at once), within the request's pool timeout; the slot's release function (or
