@@ -46,12 +46,19 @@ _MESSAGES = {
 }
 
 
+def _request_of(exc: Exception) -> Any:
+    """The request an httpx (or httpx2) error is about, or None."""
+    try:
+        return exc.request  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when unset
+        return None
+
+
 def _provider(exc: Exception) -> str | None:
     if isinstance(exc, PoolClosedError):
         return exc.name
-    try:
-        request = exc.request  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when unset
+    request = _request_of(exc)
+    if request is None:
         return None
     name = request.extensions.get("httpool.provider")
     return name if isinstance(name, str) else None
@@ -83,7 +90,7 @@ def _handler(status: int, kind: str) -> Any:
         elif status == 503:
             pool_timeout = None
             if isinstance(exc, httpx.RequestError):
-                with_timeout = getattr(exc, "_request", None)
+                with_timeout = _request_of(exc)
                 timeouts = with_timeout.extensions.get("timeout", {}) if with_timeout else {}
                 pool_timeout = timeouts.get("pool")
             headers["Retry-After"] = str(max(1, math.ceil(pool_timeout or 1)))
