@@ -188,7 +188,7 @@ def test_provider_dns_ttl_is_validated() -> None:
 
 
 def test_dns_off_and_on_under_uvloop(upstream: Upstream) -> None:
-    """uvloop's create_connection takes no happy_eyeballs_delay: both paths still connect."""
+    """Under uvloop, with the DNS cache off and on, a host name connects (httpool's race)."""
     uvloop = pytest.importorskip("uvloop")
 
     async def go() -> list[int]:
@@ -200,3 +200,27 @@ def test_dns_off_and_on_under_uvloop(upstream: Upstream) -> None:
         return codes
 
     assert uvloop.run(go()) == [200, 200]
+
+
+async def test_a_host_name_without_the_cache_connects_by_httpools_race(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the DNS cache off, a host name is still raced by httpool's Happy Eyeballs (not
+    asyncio's, which can leave a losing socket open on 3.11); an IP address is not raced."""
+    from httpool._engine import _asyncio_backend
+
+    raced: list[list[tuple[int, tuple[object, ...]]]] = []
+
+    async def spy(
+        addresses: list[tuple[int, tuple[object, ...]]], local: str | None
+    ) -> socket.socket:
+        raced.append(addresses)
+        return await happy_eyeballs(addresses, local)
+
+    monkeypatch.setattr(_asyncio_backend, "happy_eyeballs", spy)
+    port = port_of(upstream.url)
+    async with httpx.AsyncClient(transport=PoolTransport(dns_ttl=0)) as client:
+        assert (await client.get(f"http://localhost:{port}/ok")).status_code == 200
+        assert (await client.get(f"http://127.0.0.1:{port}/ok")).status_code == 200
+    assert len(raced) == 1
+    assert {family for family, _ in raced[0]} <= {socket.AF_INET, socket.AF_INET6}

@@ -1,6 +1,7 @@
 """The asyncio network backend: httpcore-compatible streams on plain asyncio transports.
 
-`AsyncioBackend` connects with `loop.create_connection` (no per-read cancel scopes); a
+`AsyncioBackend` connects with `loop.create_connection` (no per-read cancel scopes; a host
+name through httpool's Happy Eyeballs, RFC 8305, on every loop); a
 protocol buffers what arrives, so a server's close is seen without a system call (the
 stale check of an idle connection), and reading pauses above a high-water mark.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpcore
 
-from ._dns import HAPPY_EYEBALLS_DELAY, DNSCache, happy_eyeballs, is_ip
+from ._dns import DNSCache, happy_eyeballs, is_ip, system_resolver
 
 __all__ = ["AsyncioBackend"]
 
@@ -168,17 +169,22 @@ class _Stream(httpcore.AsyncNetworkStream):
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend on plain asyncio transports.
 
-    With a `DNSCache`, a host name is resolved through it and connected by Happy
-    Eyeballs over its addresses; without, asyncio resolves it for each connection and
-    does Happy Eyeballs itself (`happy_eyeballs_delay`).
+    A host name is resolved (through the `DNSCache` when there is one, else by the
+    system's resolver for each connection) and connected by httpool's Happy Eyeballs
+    over its addresses; an IP address is connected directly.
     """
 
     def __init__(self, dns: DNSCache | None = None) -> None:
         self._dns = dns
 
-    async def _cached(self, host: str, port: int, local: str | None) -> tuple[Any, Any]:
-        assert self._dns is not None
-        addresses = await self._dns.lookup(host, port)
+    async def _raced(self, host: str, port: int, local: str | None) -> tuple[Any, Any]:
+        """Resolve `host` (through the DNS cache when there is one) and connect by
+        httpool's Happy Eyeballs; asyncio's own race (3.11) can leave a losing socket
+        unclosed, and uvloop has none."""
+        if self._dns is not None:
+            addresses = await self._dns.lookup(host, port)
+        else:
+            addresses = await system_resolver(host, port)
         sock = await happy_eyeballs(addresses, local)
         try:
             return await asyncio.get_running_loop().create_connection(_Protocol, sock=sock)
@@ -196,14 +202,10 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local = (local_address, 0) if local_address else None
-        if self._dns is not None and not is_ip(host):
-            connect = self._cached(host, port, local_address)
-        elif isinstance(loop, asyncio.BaseEventLoop):  # asyncio's own loops
-            connect = loop.create_connection(
-                _Protocol, host, port, local_addr=local, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
-            )
-        else:  # uvloop takes no happy_eyeballs_delay: it tries the addresses in turn
+        if is_ip(host):  # one address: nothing to race
             connect = loop.create_connection(_Protocol, host, port, local_addr=local)
+        else:
+            connect = self._raced(host, port, local_address)
         stream = await self._connect(connect, timeout)
         sock = stream.get_extra_info("socket")
         for option in socket_options or ():
