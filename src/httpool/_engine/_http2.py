@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ import h2.exceptions
 import h2.settings
 import httpcore
 import httpx
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import Frame, GoAwayFrame
 
 __all__ = ["H2Counters", "HTTP2Connection", "StreamBudget", "StreamNotProcessed"]
@@ -47,7 +49,14 @@ GOAWAY_TYPE = 0x7
 OPEN, CLOSED = range(2)
 SKIP_HEADERS = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
+)  # connection-specific (RFC 9113 §8.2.2), and Host (sent as :authority)
+SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization"})  # never HPACK-indexed
+SHORT_COOKIE = 20  # a shorter cookie is never indexed either (guessable): h2's own rule
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-z]+"  # a lowercase field name (RFC 9110 §5.6.2, 9113 §8.2)
+TOKEN = re.compile(_TOKEN)
+NAMES = re.compile(rb"(?:" + _TOKEN + rb"(?:," + _TOKEN + rb")*)?")  # names joined by commas
+METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # any control character but HTAB
 
 
 class StreamNotProcessed(httpcore.RemoteProtocolError):
@@ -108,6 +117,92 @@ def _timed_out(future: asyncio.Future[None], exc: type[Exception]) -> None:
         future.set_exception(exc())
 
 
+def _request_head(request: httpx.Request) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The header fields of `request`'s HEADERS frame, and whether a body follows.
+
+    h2's own outbound checks and normalisation are off (they are a quarter of what h2
+    spends sending a request's headers), so this guarantees what they did, and a little
+    more, before a stream opens: pseudo-header fields first, each once, with a non-empty
+    :path (and no CONNECT); field names lowercase tokens (so no ':' and no whitespace);
+    no connection-specific field, TE only as "trailers"; no control character but HTAB
+    in a value, and no whitespace around it; Authorization, Proxy-Authorization and
+    short cookies never indexed by HPACK. A request that breaks a rule fails with
+    `httpcore.LocalProtocolError` naming the field (never its value).
+    """
+    url = request.url
+    authority = url.netloc
+    has_body = False
+    names: list[bytes] = []
+    values: list[bytes] = []
+    fields: list[tuple[bytes, bytes]] = []
+    for name, raw in request.headers.raw:
+        lower = name.lower()
+        names.append(lower)
+        values.append(raw)
+        value = raw.strip(b" \t")
+        if lower in SKIP_HEADERS:
+            if lower == b"host":
+                authority = value
+            elif lower == b"transfer-encoding":
+                has_body = True
+            continue
+        if lower == b"content-length":
+            has_body = has_body or value != b"0"
+        elif lower == b"te" and value.lower() != b"trailers":
+            continue
+        if lower in SECRET_HEADERS or (lower == b"cookie" and len(value) < SHORT_COOKIE):
+            fields.append(NeverIndexedHeaderTuple(lower, value))
+        else:
+            fields.append((lower, value))
+    method = request.method.encode()
+    path = url.raw_path
+    if (
+        NAMES.fullmatch(b",".join(names)) is None
+        or CONTROL.search(b"\t".join(values)) is not None
+        or METHOD.fullmatch(method) is None
+        or method == b"CONNECT"
+        or not path
+        or CONTROL.search(path) is not None
+        or b" " in path
+        or not authority
+    ):
+        _refuse(request, names, values, authority)
+    head = [
+        (b":method", method),
+        (b":authority", authority),
+        (b":scheme", url.raw_scheme),
+        (b":path", path),
+    ]
+    return head + fields, has_body
+
+
+def _refuse(
+    request: httpx.Request, names: list[bytes], values: list[bytes], authority: bytes
+) -> None:
+    """Raise the error that says which rule of `_request_head` the request breaks."""
+    for name, value in zip(names, values, strict=True):
+        if TOKEN.fullmatch(name) is None:
+            shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
+            msg = f"Illegal header name {shown}: a header name is a token"
+            raise httpcore.LocalProtocolError(msg)
+        if CONTROL.search(value) is not None:
+            msg = (
+                f"Illegal header value of {name!r}: a control character (CR, LF, NUL or "
+                "another below 0x20 but tab) in a header value"
+            )
+            raise httpcore.LocalProtocolError(msg)
+    method = request.method
+    if METHOD.fullmatch(method.encode()) is None:
+        msg = f"Illegal method {method!r}: a method is a token"
+    elif method == "CONNECT":
+        msg = "CONNECT is not sent over HTTP/2 by httpool; give the proxy as proxy=..."
+    elif not authority:
+        msg = "the request has an empty Host header; HTTP/2 needs an :authority"
+    else:
+        msg = "the request target is empty or has a space or a control character"
+    raise httpcore.LocalProtocolError(msg)
+
+
 class _Stream:
     """One request's stream: what the reader saw for it, and who waits on it."""
 
@@ -164,7 +259,12 @@ class HTTP2Connection:
         self._opened = 0  # streams opened so far
         self._ping_after = PING_AFTER if ping_after is None else ping_after
         self._ping_timeout = PING_TIMEOUT if ping_timeout is None else ping_timeout
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,  # `_request_head` guarantees what they check
+            normalize_outbound_headers=False,
+        )
         self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(
             client=True,
@@ -432,17 +532,20 @@ class HTTP2Connection:
         """
         if not self.is_available():
             raise httpcore.ConnectionNotAvailable
+        fields, has_body = _request_head(request)  # a malformed request fails before a stream
         if not self._streams and time.monotonic() - self._last_read > self._ping_after:
             await self._check_alive()
         h2c = self._h2
-        if h2c.open_outbound_streams >= h2c.remote_settings.max_concurrent_streams:
+        limit = h2c.remote_settings.max_concurrent_streams
+        # Every stream h2 counts open is in `_streams`, so h2's count (a walk over all its
+        # streams) is needed only when ours reaches the limit.
+        if len(self._streams) >= limit and h2c.open_outbound_streams >= limit:
             await self._wait_for_slot(timeouts.get("pool"))
         try:
             stream_id = h2c.get_next_available_stream_id()
         except h2.exceptions.NoAvailableStreamIDError:
             self._goaway = 0  # every stream id used: no new streams here
             raise httpcore.ConnectionNotAvailable from None
-        has_body = self._head(request, stream_id)
         stream = _Stream(stream_id)
         self._streams[stream_id] = stream
         self._opened += 1
@@ -451,11 +554,15 @@ class HTTP2Connection:
         write_timeout = timeouts.get("write")
         read_timeout = timeouts.get("read")
         try:
+            try:
+                h2c.send_headers(stream_id, fields, end_stream=not has_body)
+            except h2.exceptions.ProtocolError as exc:
+                raise httpcore.LocalProtocolError(str(exc)) from exc
             if has_body:
                 await self._start_body(stream, request, write_timeout)
             else:
                 stream.local_ended = True
-                self._send_soon(self._h2.data_to_send())  # one write for a burst's HEADERS
+                self._send_soon(h2c.data_to_send())  # one write for a burst's HEADERS
             await self._headers(stream, read_timeout)
         except BaseException:
             self._forget(stream)
@@ -486,37 +593,6 @@ class HTTP2Connection:
             if stream.error is not None:
                 raise stream.error
             await self._wait(stream, seconds)
-
-    def _head(self, request: httpx.Request, stream_id: int) -> bool:
-        """Queue the request's HEADERS frame; whether a body follows."""
-        url = request.url
-        authority = url.netloc
-        has_body = False
-        fields: list[tuple[bytes, bytes]] = []
-        for name, value in request.headers.raw:
-            lower = name.lower()
-            if lower in SKIP_HEADERS:
-                if lower == b"host":
-                    authority = value
-                elif lower == b"transfer-encoding":
-                    has_body = True
-                continue
-            if lower == b"content-length":
-                has_body = has_body or value.strip() != b"0"
-            elif lower == b"te" and value.lower() != b"trailers":
-                continue
-            fields.append((lower, value))
-        head = [
-            (b":method", request.method.encode()),
-            (b":authority", authority),
-            (b":scheme", url.raw_scheme),
-            (b":path", url.raw_path),
-        ]
-        try:
-            self._h2.send_headers(stream_id, head + fields, end_stream=not has_body)
-        except h2.exceptions.ProtocolError as exc:
-            raise httpcore.LocalProtocolError(str(exc)) from exc
-        return has_body
 
     async def _start_body(
         self, stream: _Stream, request: httpx.Request, seconds: float | None
