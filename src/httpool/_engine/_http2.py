@@ -286,6 +286,9 @@ class HTTP2Connection:
         self._owed = 0  # bytes of closed streams not yet given back to the connection window
         self._reader: asyncio.Task[None] | None = None
         self._settings: asyncio.Future[None] = self._loop.create_future()
+        # The server's SETTINGS_MAX_CONCURRENT_STREAMS, kept from h2's remote settings
+        # when they change (reading them from h2 costs more than the rest of a hand-out).
+        self._limit = int(self._h2.remote_settings.max_concurrent_streams)
         self._ping: asyncio.Future[None] | None = None
         self._slot: asyncio.Future[None] | None = None  # waiters for a free stream
         self._goaway: int | None = None  # the last stream id of a GOAWAY received
@@ -417,6 +420,7 @@ class HTTP2Connection:
                 else:
                     self._wake_senders()
             elif kind is h2.events.RemoteSettingsChanged:
+                self._limit = self._h2.remote_settings.max_concurrent_streams
                 self._wake_senders()  # the initial window may have changed
                 _wake(self._slot)  # and the stream limit
                 self._slot = None
@@ -543,7 +547,7 @@ class HTTP2Connection:
         if not self._streams and time.monotonic() - self._last_read > self._ping_after:
             await self._check_alive()
         h2c = self._h2
-        limit = h2c.remote_settings.max_concurrent_streams
+        limit = self._limit
         # Every stream h2 counts open is in `_streams`, so h2's count (a walk over all its
         # streams) is needed only when ours reaches the limit.
         if len(self._streams) >= limit and h2c.open_outbound_streams >= limit:
@@ -586,7 +590,7 @@ class HTTP2Connection:
     async def _wait_for_slot(self, seconds: float | None) -> None:
         """Wait until the server's stream limit lets another stream open."""
         h2c = self._h2
-        while h2c.open_outbound_streams >= h2c.remote_settings.max_concurrent_streams:
+        while h2c.open_outbound_streams >= self._limit:
             if self._slot is None:
                 self._slot = self._loop.create_future()
             async with asyncio.timeout(seconds):
@@ -760,7 +764,7 @@ class HTTP2Connection:
         """The server's SETTINGS_MAX_CONCURRENT_STREAMS (None until its SETTINGS came)."""
         if not self._settings.done():
             return None
-        return int(self._h2.remote_settings.max_concurrent_streams)
+        return self._limit
 
     @property
     def stream_budget(self) -> int | None:
