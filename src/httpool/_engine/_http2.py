@@ -265,6 +265,7 @@ class HTTP2Connection:
             header_encoding=None,
             validate_outbound_headers=False,  # `_request_head` guarantees what they check
             normalize_outbound_headers=False,
+            validate_inbound_headers=True,  # `_on_headers` and the response rely on it
         )
         self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(
@@ -429,14 +430,11 @@ class HTTP2Connection:
                 _wake(self._ping)
 
     def _on_headers(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
-        status = 0
-        fields: list[tuple[bytes, bytes]] = []
-        for name, value in headers:
-            if name == b":status":
-                status = int(value)
-            elif not name.startswith(b":"):
-                fields.append((name, value))
-        stream.status, stream.headers = status, fields
+        # h2 validated the block (RFC 9113 §8.3): pseudo-header fields first, and a
+        # response has exactly one, :status, so the fields are all the rest.
+        name, value = headers[0]
+        assert name == b":status"
+        stream.status, stream.headers = int(value), headers[1:]
         _wake(stream.waiter)
 
     def _on_reset(self, stream: _Stream, code: int) -> None:
