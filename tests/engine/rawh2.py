@@ -12,6 +12,9 @@ test sends, so "ran twice" and "ran but reported failed" are measured. Knobs:
 - `silent`: stop answering anything, PINGs included, on the connections open now (a
   silently dead connection); new connections behave.
 
+`heads` keeps every request's header block as h2 (which validates what it receives, as
+RFC 9113 §8.2 asks) decoded it, never-indexed fields as `hpack.NeverIndexedHeaderTuple`.
+
 Paths: `/` answers at once, `/slow?d=` after a pause, `/early` answers 413 as soon as the
 headers arrive, then RST_STREAM(NO_ERROR), and never opens its receive window;
 `/hang` sends headers and a chunk and never ends; `/settings?max=N` first lowers
@@ -67,6 +70,7 @@ class ScriptedH2Server(_LoopbackServer):
         self.resets: list[int] = []  # error codes of the RST_STREAMs received
         self.pings = 0
         self.max_concurrent = 0
+        self.heads: list[list[tuple[bytes, bytes]]] = []
         self._conns: list[_Conn] = []
 
     def go_silent(self) -> None:
@@ -103,6 +107,7 @@ class ScriptedH2Server(_LoopbackServer):
 
     def _event(self, conn: _Conn, event: Any) -> None:
         if isinstance(event, h2.events.RequestReceived):
+            self.heads.append(list(event.headers))
             headers = dict(event.headers)
             conn.headers[event.stream_id] = headers
             if headers[b":path"] == b"/early":

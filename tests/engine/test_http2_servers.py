@@ -83,6 +83,22 @@ async def test_a_slow_reader_does_not_stall_its_siblings(
         assert_clean(transport)
 
 
+async def test_more_than_the_connection_window_flows_through_one_connection(
+    h2_server: tuple[str, int], tls: dict[str, Any]
+) -> None:
+    """400 answers of 64 KiB (25 MiB, past httpool's 16 MiB connection window), most read
+    after their stream ended, complete on one connection: the window they used is given
+    back."""
+    url, _ = h2_server
+    transport, client = tls_client(url, tls, limits=httpx.Limits(max_connections=1))
+    async with transport, client:
+        for _ in range(20):
+            responses = await asyncio.gather(*(client.get("/bytes?n=65536") for _ in range(20)))
+            assert [len(r.content) for r in responses] == [65536] * 20
+        assert transport.stats()["connections_opened"] == 1
+        assert_clean(transport)
+
+
 async def test_cancellation_storm_leaves_no_stream_or_connection_in_use(
     h2_server: tuple[str, int], tls: dict[str, Any]
 ) -> None:

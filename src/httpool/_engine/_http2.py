@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ import h2.exceptions
 import h2.settings
 import httpcore
 import httpx
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import Frame, GoAwayFrame
 
 __all__ = ["H2Counters", "HTTP2Connection", "StreamBudget", "StreamNotProcessed"]
@@ -43,11 +45,19 @@ DEFAULT_WINDOW = 65_535  # RFC 9113's initial window
 PING_AFTER = 10.0  # an idle connection older than this is PINGed before it is reused
 PING_TIMEOUT = 2.0  # a PING not answered in time: the connection is dead
 BUDGET_TTL = 60.0  # seconds a learned per-connection stream budget holds
+ACK_BATCH = 256 * 1024  # bytes of closed streams given back to the connection window at once
 GOAWAY_TYPE = 0x7
 OPEN, CLOSED = range(2)
 SKIP_HEADERS = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
+)  # connection-specific (RFC 9113 §8.2.2), and Host (sent as :authority)
+SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization"})  # never HPACK-indexed
+SHORT_COOKIE = 20  # a shorter cookie is never indexed either (guessable): h2's own rule
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-z]+"  # a lowercase field name (RFC 9110 §5.6.2, 9113 §8.2)
+TOKEN = re.compile(_TOKEN)
+NAMES = re.compile(rb"(?:" + _TOKEN + rb"(?:," + _TOKEN + rb")*)?")  # names joined by commas
+METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # any control character but HTAB
 
 
 class StreamNotProcessed(httpcore.RemoteProtocolError):
@@ -108,6 +118,92 @@ def _timed_out(future: asyncio.Future[None], exc: type[Exception]) -> None:
         future.set_exception(exc())
 
 
+def _request_head(request: httpx.Request) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The header fields of `request`'s HEADERS frame, and whether a body follows.
+
+    h2's own outbound checks and normalisation are off (they are a quarter of what h2
+    spends sending a request's headers), so this guarantees what they did, and a little
+    more, before a stream opens: pseudo-header fields first, each once, with a non-empty
+    :path (and no CONNECT); field names lowercase tokens (so no ':' and no whitespace);
+    no connection-specific field, TE only as "trailers"; no control character but HTAB
+    in a value, and no whitespace around it; Authorization, Proxy-Authorization and
+    short cookies never indexed by HPACK. A request that breaks a rule fails with
+    `httpcore.LocalProtocolError` naming the field (never its value).
+    """
+    url = request.url
+    authority = url.netloc
+    has_body = False
+    names: list[bytes] = []
+    values: list[bytes] = []
+    fields: list[tuple[bytes, bytes]] = []
+    for name, raw in request.headers.raw:
+        lower = name.lower()
+        names.append(lower)
+        values.append(raw)
+        value = raw.strip(b" \t")
+        if lower in SKIP_HEADERS:
+            if lower == b"host":
+                authority = value
+            elif lower == b"transfer-encoding":
+                has_body = True
+            continue
+        if lower == b"content-length":
+            has_body = has_body or value != b"0"
+        elif lower == b"te" and value.lower() != b"trailers":
+            continue
+        if lower in SECRET_HEADERS or (lower == b"cookie" and len(value) < SHORT_COOKIE):
+            fields.append(NeverIndexedHeaderTuple(lower, value))
+        else:
+            fields.append((lower, value))
+    method = request.method.encode()
+    path = url.raw_path
+    if (
+        NAMES.fullmatch(b",".join(names)) is None
+        or CONTROL.search(b"\t".join(values)) is not None
+        or METHOD.fullmatch(method) is None
+        or method == b"CONNECT"
+        or not path
+        or CONTROL.search(path) is not None
+        or b" " in path
+        or not authority
+    ):
+        _refuse(request, names, values, authority)
+    head = [
+        (b":method", method),
+        (b":authority", authority),
+        (b":scheme", url.raw_scheme),
+        (b":path", path),
+    ]
+    return head + fields, has_body
+
+
+def _refuse(
+    request: httpx.Request, names: list[bytes], values: list[bytes], authority: bytes
+) -> None:
+    """Raise the error that says which rule of `_request_head` the request breaks."""
+    for name, value in zip(names, values, strict=True):
+        if TOKEN.fullmatch(name) is None:
+            shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
+            msg = f"Illegal header name {shown}: a header name is a token"
+            raise httpcore.LocalProtocolError(msg)
+        if CONTROL.search(value) is not None:
+            msg = (
+                f"Illegal header value of {name!r}: a control character (CR, LF, NUL or "
+                "another below 0x20 but tab) in a header value"
+            )
+            raise httpcore.LocalProtocolError(msg)
+    method = request.method
+    if METHOD.fullmatch(method.encode()) is None:
+        msg = f"Illegal method {method!r}: a method is a token"
+    elif method == "CONNECT":
+        msg = "CONNECT is not sent over HTTP/2 by httpool; give the proxy as proxy=..."
+    elif not authority:
+        msg = "the request has an empty Host header; HTTP/2 needs an :authority"
+    else:
+        msg = "the request target is empty or has a space or a control character"
+    raise httpcore.LocalProtocolError(msg)
+
+
 class _Stream:
     """One request's stream: what the reader saw for it, and who waits on it."""
 
@@ -164,7 +260,13 @@ class HTTP2Connection:
         self._opened = 0  # streams opened so far
         self._ping_after = PING_AFTER if ping_after is None else ping_after
         self._ping_timeout = PING_TIMEOUT if ping_timeout is None else ping_timeout
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,  # `_request_head` guarantees what they check
+            normalize_outbound_headers=False,
+            validate_inbound_headers=True,  # `_on_headers` and the response rely on it
+        )
         self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(
             client=True,
@@ -180,9 +282,14 @@ class HTTP2Connection:
         self._streams: dict[int, _Stream] = {}
         self._lock = asyncio.Lock()
         self._out: list[bytes] = []  # taken from h2, to be written in this order
+        self._dirty = False  # h2 holds bytes the writer task is to take and write
         self._kicker: asyncio.Task[None] | None = None
+        self._owed = 0  # bytes of closed streams not yet given back to the connection window
         self._reader: asyncio.Task[None] | None = None
         self._settings: asyncio.Future[None] = self._loop.create_future()
+        # The server's SETTINGS_MAX_CONCURRENT_STREAMS, kept from h2's remote settings
+        # when they change (reading them from h2 costs more than the rest of a hand-out).
+        self._limit = int(self._h2.remote_settings.max_concurrent_streams)
         self._ping: asyncio.Future[None] | None = None
         self._slot: asyncio.Future[None] | None = None  # waiters for a free stream
         self._goaway: int | None = None  # the last stream id of a GOAWAY received
@@ -283,15 +390,13 @@ class HTTP2Connection:
 
     def _dispatch(self, events: list[Any]) -> None:  # noqa: PLR0912 (a branch per event)
         streams = self._streams
-        h2c = self._h2
         for event in events:
             kind = type(event)
             if kind is h2.events.DataReceived:
                 stream = streams.get(event.stream_id)
                 size = event.flow_controlled_length
                 if stream is None:  # a stream we gave up: free the connection's window
-                    if size:
-                        h2c.acknowledge_received_data(size, event.stream_id)
+                    self._release(size, event.stream_id)
                     continue
                 stream.chunks.append((event.data, size))
                 _wake(stream.waiter)
@@ -316,6 +421,7 @@ class HTTP2Connection:
                 else:
                     self._wake_senders()
             elif kind is h2.events.RemoteSettingsChanged:
+                self._limit = self._h2.remote_settings.max_concurrent_streams
                 self._wake_senders()  # the initial window may have changed
                 _wake(self._slot)  # and the stream limit
                 self._slot = None
@@ -324,14 +430,11 @@ class HTTP2Connection:
                 _wake(self._ping)
 
     def _on_headers(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
-        status = 0
-        fields: list[tuple[bytes, bytes]] = []
-        for name, value in headers:
-            if name == b":status":
-                status = int(value)
-            elif not name.startswith(b":"):
-                fields.append((name, value))
-        stream.status, stream.headers = status, fields
+        # h2 validated the block (RFC 9113 §8.3): pseudo-header fields first, and a
+        # response has exactly one, :status, so the fields are all the rest.
+        name, value = headers[0]
+        assert name == b":status"
+        stream.status, stream.headers = int(value), headers[1:]
         _wake(stream.waiter)
 
     def _on_reset(self, stream: _Stream, code: int) -> None:
@@ -404,15 +507,21 @@ class HTTP2Connection:
 
     def _send_soon(self, data: bytes) -> None:
         """Queue `data` and write it from a small task (the reader never waits to write)."""
-        if not data:
-            return
-        self._out.append(data)
+        if data:
+            self._out.append(data)
+            self._kick()
+
+    def _kick(self) -> None:
+        """Have the writer task take what h2 holds and write it soon: the HEADERS frames
+        of a burst of requests leave in one write."""
+        self._dirty = True
         if self._kicker is None:
             self._kicker = self._loop.create_task(self._write_queued())
 
     async def _write_queued(self) -> None:
         try:
-            while self._out:
+            while self._out or self._dirty:
+                self._dirty = False
                 await self._flush(None)
         except Exception:  # noqa: BLE001, S110 (the reader sees a broken connection)
             pass
@@ -432,17 +541,20 @@ class HTTP2Connection:
         """
         if not self.is_available():
             raise httpcore.ConnectionNotAvailable
+        fields, has_body = _request_head(request)  # a malformed request fails before a stream
         if not self._streams and time.monotonic() - self._last_read > self._ping_after:
             await self._check_alive()
         h2c = self._h2
-        if h2c.open_outbound_streams >= h2c.remote_settings.max_concurrent_streams:
+        limit = self._limit
+        # Every stream h2 counts open is in `_streams`, so h2's count (a walk over all its
+        # streams) is needed only when ours reaches the limit.
+        if len(self._streams) >= limit and h2c.open_outbound_streams >= limit:
             await self._wait_for_slot(timeouts.get("pool"))
         try:
             stream_id = h2c.get_next_available_stream_id()
         except h2.exceptions.NoAvailableStreamIDError:
             self._goaway = 0  # every stream id used: no new streams here
             raise httpcore.ConnectionNotAvailable from None
-        has_body = self._head(request, stream_id)
         stream = _Stream(stream_id)
         self._streams[stream_id] = stream
         self._opened += 1
@@ -451,11 +563,15 @@ class HTTP2Connection:
         write_timeout = timeouts.get("write")
         read_timeout = timeouts.get("read")
         try:
+            try:
+                h2c.send_headers(stream_id, fields, end_stream=not has_body)
+            except h2.exceptions.ProtocolError as exc:
+                raise httpcore.LocalProtocolError(str(exc)) from exc
             if has_body:
                 await self._start_body(stream, request, write_timeout)
             else:
                 stream.local_ended = True
-                self._send_soon(self._h2.data_to_send())  # one write for a burst's HEADERS
+                self._kick()
             await self._headers(stream, read_timeout)
         except BaseException:
             self._forget(stream)
@@ -472,7 +588,7 @@ class HTTP2Connection:
     async def _wait_for_slot(self, seconds: float | None) -> None:
         """Wait until the server's stream limit lets another stream open."""
         h2c = self._h2
-        while h2c.open_outbound_streams >= h2c.remote_settings.max_concurrent_streams:
+        while h2c.open_outbound_streams >= self._limit:
             if self._slot is None:
                 self._slot = self._loop.create_future()
             async with asyncio.timeout(seconds):
@@ -486,37 +602,6 @@ class HTTP2Connection:
             if stream.error is not None:
                 raise stream.error
             await self._wait(stream, seconds)
-
-    def _head(self, request: httpx.Request, stream_id: int) -> bool:
-        """Queue the request's HEADERS frame; whether a body follows."""
-        url = request.url
-        authority = url.netloc
-        has_body = False
-        fields: list[tuple[bytes, bytes]] = []
-        for name, value in request.headers.raw:
-            lower = name.lower()
-            if lower in SKIP_HEADERS:
-                if lower == b"host":
-                    authority = value
-                elif lower == b"transfer-encoding":
-                    has_body = True
-                continue
-            if lower == b"content-length":
-                has_body = has_body or value.strip() != b"0"
-            elif lower == b"te" and value.lower() != b"trailers":
-                continue
-            fields.append((lower, value))
-        head = [
-            (b":method", request.method.encode()),
-            (b":authority", authority),
-            (b":scheme", url.raw_scheme),
-            (b":path", url.raw_path),
-        ]
-        try:
-            self._h2.send_headers(stream_id, head + fields, end_stream=not has_body)
-        except h2.exceptions.ProtocolError as exc:
-            raise httpcore.LocalProtocolError(str(exc)) from exc
-        return has_body
 
     async def _start_body(
         self, stream: _Stream, request: httpx.Request, seconds: float | None
@@ -633,12 +718,11 @@ class HTTP2Connection:
         stream.chunks.clear()
         h2c = self._h2
         if self._state == OPEN:
-            with contextlib.suppress(h2.exceptions.ProtocolError):
-                if not stream.reset and not (stream.ended and stream.local_ended):
+            if not stream.reset and not (stream.ended and stream.local_ended):
+                with contextlib.suppress(h2.exceptions.ProtocolError):
                     h2c.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
-                if unread:
-                    h2c.acknowledge_received_data(unread, stream.id)
-            self._send_soon(h2c.data_to_send())
+                self._kick()
+            self._release(unread, stream.id)  # the stream is closed now
         _wake(self._slot)
         self._slot = None
         if not self._streams:
@@ -650,12 +734,26 @@ class HTTP2Connection:
 
     def _took(self, stream: _Stream, size: int) -> None:
         """The application took `size` flow-controlled bytes: let the server send more."""
-        if size and self._state == OPEN:
+        if stream.ended and stream.local_ended:
+            self._release(size, stream.id)  # closed: only the connection's window is left
+        elif size and self._state == OPEN:
             h2c = self._h2
             h2c.acknowledge_received_data(size, stream.id)
-            data = h2c.data_to_send()
-            if data:
-                self._send_soon(data)
+            self._send_soon(h2c.data_to_send())  # a WINDOW_UPDATE, if h2 made one
+
+    def _release(self, size: int, closed_id: int) -> None:
+        """Give `size` bytes of a closed stream back to the connection's window.
+
+        Done a batch at a time through `closed_id` (any closed stream: h2 then opens only
+        the connection's window): h2 looks a closed stream up at some cost, and with a
+        16 MiB window the server never waits on a batch held back.
+        """
+        self._owed += size
+        if self._owed >= ACK_BATCH and self._state == OPEN:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.acknowledge_received_data(self._owed, closed_id)
+            self._owed = 0
+            self._kick()
 
     # -- the pool's view -----------------------------------------------------------------
 
@@ -664,7 +762,7 @@ class HTTP2Connection:
         """The server's SETTINGS_MAX_CONCURRENT_STREAMS (None until its SETTINGS came)."""
         if not self._settings.done():
             return None
-        return int(self._h2.remote_settings.max_concurrent_streams)
+        return self._limit
 
     @property
     def stream_budget(self) -> int | None:
