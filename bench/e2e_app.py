@@ -69,6 +69,23 @@ def _httpool_no_dependency_app(upstream: str) -> FastAPI:
     return app
 
 
+def _httpool_limited_app(upstream: str, storage: str) -> FastAPI:
+    """The httpool app with a rate limit far above what the run reaches, kept in memory or
+    in Redis (`$BENCH_REDIS`): what the limiter costs a request that it admits at once
+    (only `bench.instructions --limits` runs it)."""
+    limit = httpool.RateLimit("1000000/minute", storage=storage)
+    provider = httpool.Provider("up", base_url=upstream, rate_limit=limit)
+    app = FastAPI(lifespan=httpool.lifespan(provider))
+
+    @app.get("/proxy")
+    async def proxy(up: UpClient) -> Any:
+        response = await up.get("/embed")
+        response.raise_for_status()
+        return response.json()
+
+    return app
+
+
 def _httpool_httpx2_app(upstream: str) -> FastAPI:
     """The httpool app with the route on the provider's `httpx2.AsyncClient` (same engine)."""
     import httpx2
@@ -157,6 +174,10 @@ def _app(variant: str, upstream: str) -> FastAPI:
         return _httpool_httpx2_app(upstream)
     if variant == "httpool-no-dependency":
         return _httpool_no_dependency_app(upstream)
+    if variant == "httpool-limit-memory":
+        return _httpool_limited_app(upstream, "memory://")
+    if variant == "httpool-limit-redis":
+        return _httpool_limited_app(upstream, os.environ["BENCH_REDIS"])
     if variant in {"naive", "httpx-aiohttp"}:
         return _shared_httpx_app(upstream, aiohttp_transport=variant == "httpx-aiohttp")
     if variant == "aiohttp":

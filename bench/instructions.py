@@ -13,6 +13,11 @@ is the cost of one request, start-up and shut-down cancelling out. Variants:
   two is what the dependency costs;
 - ``control``: the same JSON answered without an upstream call (uvicorn + FastAPI alone).
 
+With ``--limits`` it runs instead ``httpool`` beside ``httpool-limit-memory`` and
+``httpool-limit-redis``: the same app with a rate limit far above what the run reaches,
+kept in memory or in a redis-server the module starts on a free loopback port (Debian:
+``apt-get install redis-server``): what the limiter costs a request it admits at once.
+
 With ``--baseline REV`` the httpool variants run again on that revision's tree.
 
 Wall-clock figures on a shared 2-core machine move by 10-20 % from one round to the next;
@@ -134,15 +139,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", metavar="REV", help="also run httpool as on this revision")
     parser.add_argument("--requests", type=int, default=1500, help="requests in the large run")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/instructions.json")
+    parser.add_argument("--limits", action="store_true", help="the rate limiter's cost instead")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    if args.limits and shutil.which("redis-server") is None:
+        raise SystemExit("--limits needs redis-server (Debian: apt-get install redis-server)")
     port = free_port()
     upstream = subprocess.Popen(
         python("-m", "bench.upstream", "--port", str(port)), cwd=ROOT, stdout=subprocess.DEVNULL
     )
     rows: list[dict[str, Any]] = []
+    redis: subprocess.Popen[bytes] | None = None
     with tempfile.TemporaryDirectory(prefix="httpool-instructions-") as tmp:
         trees: list[Tree | None] = [current_tree()]
         if args.baseline:
@@ -150,8 +159,20 @@ def main(argv: list[str] | None = None) -> None:
         try:
             time.sleep(1.0)
             base = f"http://127.0.0.1:{port}/"
-            plan = [(v, t) for t in trees for v in ("httpool", "httpool-no-dependency")]
-            plan.append(("control", None))
+            if args.limits:
+                redis_port = free_port()
+                redis = subprocess.Popen(
+                    ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no"],
+                    stdout=subprocess.DEVNULL,
+                )  # fmt: skip
+                os.environ["BENCH_REDIS"] = f"redis://127.0.0.1:{redis_port}/0"
+                time.sleep(0.5)
+                variants = ("httpool", "httpool-limit-memory", "httpool-limit-redis")
+                plan: list[tuple[str, Tree | None]] = [(v, None) for v in variants]
+            else:
+                plan = [(v, t) for t in trees for v in ("httpool", "httpool-no-dependency")]
+                plan.append(("control", None))
             for variant, tree in plan:
                 label = variant if tree is None or tree.rev == "HEAD" else f"{variant}@{tree.rev}"
                 count = per_request(variant, tree, base, args.requests)
@@ -160,9 +181,14 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             upstream.terminate()
             upstream.wait(10)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+            if redis is not None:
+                redis.terminate()
+                redis.wait(10)
+    name = "instructions-limits.json" if args.limits else "instructions.json"
+    out = args.out or ROOT / "bench/results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"requests": args.requests, "warmup": WARMUP, "concurrency": CONCURRENCY}
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
