@@ -21,7 +21,9 @@ kept in memory or in a redis-server the module starts on a free loopback port (D
 With ``--baseline REV`` the httpool variants run again on that revision's tree.
 
 Wall-clock figures on a shared 2-core machine move by 10-20 % from one round to the next;
-instruction counts repeat within about 0.5 %. They are no substitute for `make bench`
+instruction counts repeat within about 0.5 % when the machine does little else (other
+load changes how many events one turn of the event loop takes and moves them by a few
+per cent: compare variants run under the same load). They are no substitute for `make bench`
 (an instruction is not a microsecond, and waits do not count), but they settle whether a
 change adds work, and where. Needs valgrind (Debian: ``apt-get install valgrind``); a run
 of the default size takes about 2 minutes per variant and tree.
