@@ -43,8 +43,13 @@ CONTROL: Final = "control"
 UpClient = Annotated[httpx.AsyncClient, httpool.client("up")]
 
 
-def _httpool_app(upstream: str) -> FastAPI:
-    app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream)))
+def _httpool_app(upstream: str, rate_limit: httpool.RateLimit | None = None) -> FastAPI:
+    """The httpool app; with `rate_limit` (only `bench.instructions --limits` sets one, far
+    above what the run reaches): what the limiter costs a request it admits at once."""
+    provider = httpool.Provider("up", base_url=upstream)
+    if rate_limit is not None:  # (a baseline tree's Provider may have no rate_limit)
+        provider = httpool.Provider("up", base_url=upstream, rate_limit=rate_limit)
+    app = FastAPI(lifespan=httpool.lifespan(provider))
 
     @app.get("/proxy")
     async def proxy(up: UpClient) -> Any:
@@ -63,23 +68,6 @@ def _httpool_no_dependency_app(upstream: str) -> FastAPI:
     @app.get("/proxy")
     async def proxy(request: Request) -> Any:
         response = await httpool.get_pool(request).client("up").get("/embed")
-        response.raise_for_status()
-        return response.json()
-
-    return app
-
-
-def _httpool_limited_app(upstream: str, storage: str) -> FastAPI:
-    """The httpool app with a rate limit far above what the run reaches, kept in memory or
-    in Redis (`$BENCH_REDIS`): what the limiter costs a request that it admits at once
-    (only `bench.instructions --limits` runs it)."""
-    limit = httpool.RateLimit("1000000/minute", storage=storage)
-    provider = httpool.Provider("up", base_url=upstream, rate_limit=limit)
-    app = FastAPI(lifespan=httpool.lifespan(provider))
-
-    @app.get("/proxy")
-    async def proxy(up: UpClient) -> Any:
-        response = await up.get("/embed")
         response.raise_for_status()
         return response.json()
 
@@ -174,10 +162,9 @@ def _app(variant: str, upstream: str) -> FastAPI:
         return _httpool_httpx2_app(upstream)
     if variant == "httpool-no-dependency":
         return _httpool_no_dependency_app(upstream)
-    if variant == "httpool-limit-memory":
-        return _httpool_limited_app(upstream, "memory://")
-    if variant == "httpool-limit-redis":
-        return _httpool_limited_app(upstream, os.environ["BENCH_REDIS"])
+    if variant in {"httpool-limit-memory", "httpool-limit-redis"}:
+        storage = "memory://" if variant.endswith("memory") else os.environ["BENCH_REDIS"]
+        return _httpool_app(upstream, httpool.RateLimit("1000000/minute", storage=storage))
     if variant in {"naive", "httpx-aiohttp"}:
         return _shared_httpx_app(upstream, aiohttp_transport=variant == "httpx-aiohttp")
     if variant == "aiohttp":

@@ -242,13 +242,19 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         is the breaker's trial, the concurrency slot's release function (or `None`) and
         the retry deadline (see `start_retries`; `None` after the first attempt)."""
         deadline = self.start_retries(request) if first and self._retry is not None else None
+        trial, release = await self._enter(request)
+        return trial, release, deadline
+
+    async def _enter(self, request: httpx.Request) -> tuple[bool, Any]:
+        """The breaker, then the limits' waits: whether the request is the breaker's
+        trial, and the concurrency slot's release function (or `None`)."""
         trial = self.enter_breaker(request)
         try:
             release = await self.admit(request)
         except BaseException:
             self.not_admitted(trial)
             raise
-        return trial, release, deadline
+        return trial, release
 
     async def finish(
         self,
@@ -291,12 +297,7 @@ class PolicyTransport(httpx.AsyncBaseTransport):
 
     async def _attempt(self, request: httpx.Request) -> httpx.Response:
         """One try: the breaker, the waits for the limits, then the wrapped transport."""
-        trial = self.enter_breaker(request)
-        try:
-            release = await self.admit(request)
-        except BaseException:
-            self.not_admitted(trial)
-            raise
+        trial, release = await self._enter(request)
         try:
             response = await self.inner.handle_async_request(request)
         except BaseException as exc:
