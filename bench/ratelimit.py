@@ -131,6 +131,20 @@ def _get(url: str) -> dict[str, Any]:
         return data
 
 
+def _start_stub(sup: Supervisor) -> tuple[Any, int]:
+    """The stub API (uvicorn, `stub_app`) on a free port: its process and the port."""
+    port = free_port()
+    stub = sup.start(
+        "ratelimit-stub",
+        python(
+            "-m", "uvicorn", "bench.ratelimit:stub_app", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--log-level", "warning",
+        ),
+        port=port,
+    )  # fmt: skip
+    return stub, port
+
+
 def _start_redis(sup: Supervisor) -> tuple[Child, str] | None:
     if shutil.which("redis-server") is None:
         print("  redis-server is not installed: the redis cells are skipped", file=sys.stderr)
@@ -184,15 +198,7 @@ def run(
 ) -> dict[str, Any]:
     """The three limit cells and the overhead cells (only the latter with
     `overhead_only`); every process is stopped after."""
-    port = free_port()
-    stub = sup.start(
-        "ratelimit-stub",
-        python(
-            "-m", "uvicorn", "bench.ratelimit:stub_app", "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", "--log-level", "warning",
-        ),
-        port=port,
-    )  # fmt: skip
+    stub, port = _start_stub(sup)
     upstream = f"http://127.0.0.1:{port}"
     redis = _start_redis(sup)
     rows: list[dict[str, Any]] = []
@@ -313,15 +319,7 @@ def focused(sup: Supervisor, rounds: int) -> dict[str, Any]:
     client's CPU time per request."""
     import anyio
 
-    port = free_port()
-    stub = sup.start(
-        "ratelimit-stub",
-        python(
-            "-m", "uvicorn", "bench.ratelimit:stub_app", "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", "--log-level", "warning",
-        ),
-        port=port,
-    )  # fmt: skip
+    stub, port = _start_stub(sup)
     redis = _start_redis(sup)
     modes = [m for m in OVERHEAD_MODES if m != "huge-redis" or redis is not None]
     results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
