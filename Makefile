@@ -46,10 +46,20 @@ pytest: install
 
 test: lint typecheck pytest
 
-conformance: install
-	$(BIN)/python -m pip install --quiet -e ".[conformance]"
-	$(BIN)/python -m tests.conformance
-	$(BIN)/pytest -m nginx
+# httpx's CLI extra pins rich below 14, which import-linter's progress display cannot run
+# on: the conformance tools get a venv of their own, so `make lint` keeps working after.
+CONF_VENV ?= .venv-conformance
+CONF_STAMP := $(CONF_VENV)/.installed-stamp
+
+$(CONF_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(CONF_VENV)
+	$(CONF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CONF_VENV)/bin/python -m pip install --quiet -e ".[conformance]"
+	touch $(CONF_STAMP)
+
+conformance: $(CONF_STAMP)
+	$(CONF_VENV)/bin/python -m tests.conformance
+	$(CONF_VENV)/bin/pytest -m nginx
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
@@ -65,4 +75,4 @@ docs-serve: install
 	$(BIN)/mkdocs serve
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage .cache
+	rm -rf $(VENV) $(CONF_VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage .cache

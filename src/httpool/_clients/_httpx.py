@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from ._guards import (
     SyncClientGuards,
     SyncGateTransport,
 )
-from ._speedups import CookiesOnlyWhenSet, MergedURLs, RememberedURLs, SkipEmptyCookies
+from ._speedups import CookiesOnlyWhenSet, RememberedURLs
 
 __all__ = [
     "PooledAsyncClient",
@@ -57,8 +58,6 @@ class PooledAsyncClient(AsyncClientGuards, RememberedURLs, CookiesOnlyWhenSet, h
     (logged once) while its pool is open, so an SDK's `close()` leaves it working."""
 
     def __init__(self, gate: Gate, **kwargs: Any) -> None:
-        self.httpool_cookies = SkipEmptyCookies()
-        self.httpool_urls = MergedURLs()
         super().__init__(**kwargs)
         self.gate = gate
 
@@ -235,13 +234,17 @@ def build_async_client(
     provider: Provider, gate: Gate, transport: httpx.AsyncBaseTransport
 ) -> PooledAsyncClient:
     """A new `httpx.AsyncClient` for `provider`, sending through `transport`."""
-    hooks = dict(provider.event_hooks or {})
-    return PooledAsyncClient(
-        gate,
-        transport=ProviderTransport(transport, gate),
-        event_hooks={k: list(v) for k, v in hooks.items()},
-        **_common(provider),
-    )
+    wrapped = ProviderTransport(transport, gate)
+    return PooledAsyncClient(gate, transport=wrapped, **async_options(provider, _common))
+
+
+def async_options(
+    provider: Provider, options: Callable[[Provider], dict[str, Any]]
+) -> dict[str, Any]:
+    """An async client's options: the library's `options(provider)` and the event hooks
+    (copied: a client's hooks can be changed without touching the provider's)."""
+    hooks = {kind: list(funcs) for kind, funcs in (provider.event_hooks or {}).items()}
+    return {**options(provider), "event_hooks": hooks}
 
 
 def build_sync_client(

@@ -23,8 +23,8 @@ from ._guards import (
     SyncClientGuards,
     SyncGateTransport,
 )
-from ._httpx import common_options, verify_option
-from ._speedups import MergedURLs, RememberedURLs
+from ._httpx import async_options, common_options, verify_option
+from ._speedups import RememberedURLs
 
 __all__ = [
     "Httpx2ProviderTransport",
@@ -57,7 +57,6 @@ class PooledAsyncClient2(AsyncClientGuards, RememberedURLs, httpx2.AsyncClient):
     label = "httpx2 client"
 
     def __init__(self, gate: Gate, **kwargs: Any) -> None:
-        self.httpool_urls = MergedURLs()
         super().__init__(**kwargs)
         self.gate = gate
 
@@ -152,13 +151,8 @@ def build_async_client2(
     provider: Provider, gate: Gate, transport: httpx2.AsyncBaseTransport
 ) -> PooledAsyncClient2:
     """A new `httpx2.AsyncClient` for `provider`, sending through `transport`."""
-    hooks = dict(provider.event_hooks or {})
-    return PooledAsyncClient2(
-        gate,
-        transport=Httpx2ProviderTransport(transport, gate),
-        event_hooks={k: list(v) for k, v in hooks.items()},
-        **_options(provider),
-    )
+    wrapped = Httpx2ProviderTransport(transport, gate)
+    return PooledAsyncClient2(gate, transport=wrapped, **async_options(provider, _options))
 
 
 def build_sync_client2(

@@ -75,7 +75,10 @@ class RememberedURLs:
     """A client whose `build_request` remembers the merge of each string URL."""
 
     base_url: Any
-    httpool_urls: MergedURLs
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.httpool_urls = MergedURLs()
+        super().__init__(*args, **kwargs)
 
     def build_request(self, method: str, url: Any, **kwargs: Any) -> Any:
         """The library's `build_request`, with the merge of a string URL remembered."""
@@ -91,7 +94,9 @@ class CookiesOnlyWhenSet:
     overrides; `tests/clients/test_speedups.py` fails if httpx stops doing so.
     """
 
-    httpool_cookies: SkipEmptyCookies
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.httpool_cookies = SkipEmptyCookies(kwargs.get("cookies"))
+        super().__init__(*args, **kwargs)
 
     @property
     def cookies(self) -> httpx.Cookies:
