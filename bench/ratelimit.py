@@ -106,8 +106,8 @@ def create_app() -> Any:
         "none": None,
         "memory": f"{LIMIT // WORKERS}/second",
         "redis": httpool.RateLimit(f"{LIMIT}/second", storage=redis),
-        "huge-memory": "1000000/second",
-        "huge-redis": httpool.RateLimit("1000000/second", storage=redis),
+        "huge-memory": "1000000/minute",
+        "huge-redis": httpool.RateLimit("1000000/minute", storage=redis),
     }[mode]
     provider = httpool.Provider(
         "api", base_url=os.environ["BENCH_RL_UPSTREAM"], rate_limit=rate_limit
@@ -289,8 +289,8 @@ async def _focused_round(url: str, mode: str, redis: str) -> dict[str, float]:
 
     rate_limit: Any = {
         "none": None,
-        "huge-memory": "1000000/second",
-        "huge-redis": httpool.RateLimit("1000000/second", storage=redis, key="bench:focused"),
+        "huge-memory": "1000000/minute",
+        "huge-redis": httpool.RateLimit("1000000/minute", storage=redis, key="bench:focused"),
     }[mode]
     provider = httpool.Provider("api", base_url=url, rate_limit=rate_limit)
     async with httpool.ClientPool(provider) as pool:
@@ -368,7 +368,7 @@ async def _limiter_round(mode: str, redis: str) -> float:
     from httpool._policy._ratelimit import RateLimiter
 
     storage = "memory://" if mode == "huge-memory" else redis
-    limit = httpool.RateLimit("1000000/second", storage=storage, key="bench:limiter")
+    limit = httpool.RateLimit("1000000/minute", storage=storage, key="bench:limiter")
     limiter = RateLimiter(limit, "api")
 
     async def gate() -> None:

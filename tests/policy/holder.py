@@ -1,7 +1,7 @@
 """A process that takes a lease of the shared limit and dies holding it.
 
 `python -m tests.policy.holder REDIS_URL KEY UNITS` takes a lease of UNITS admissions
-of `100/second` (margin 0.05 s) under KEY, prints `held`, and sleeps until killed.
+of `100 per 20 seconds` (margin 0.05 s) under KEY, prints `held`, and sleeps until killed.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from httpool._policy._ratelimit import RateLimiter
 
 
 async def main(url: str, key: str, units: int) -> None:
-    limiter = RateLimiter(httpool.RateLimit("100/second", storage=url, key=key, margin=0.05), "api")
+    limiter = RateLimiter(
+        httpool.RateLimit("100 per 20 seconds", storage=url, key=key, margin=0.05), "api"
+    )
     assert limiter._log is not None
-    wait, _ = await limiter._log.take(units, 1, limiter._log.hold)
+    wait = await limiter._log.take(units, 1, limiter._log.hold)
     assert wait is None
     print("held", flush=True)
     await asyncio.sleep(60)  # bounded: the test kills it long before

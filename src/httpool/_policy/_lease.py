@@ -1,126 +1,57 @@
-"""Leases of a shared moving window in Redis: admissions taken in batches.
+"""Leases of a shared limit kept by the `limits` library's moving window in Redis.
 
-The shared limit is a log in Redis (a sorted set) of *leases*. A lease is a number of
-admissions ("units") granted at once to one process, scored with the time by which the
-process will have used all of them: the time it was granted (Redis's clock) plus its
-*hold*. One Lua script, run atomically by Redis, drops the leases scored more than
-`span` seconds ago (`span` is the limit's window plus its margin), takes back what the
-process returns of its previous lease, and grants the new one when the units of the
-leases left (those scored in the future included) leave room for it; otherwise it says
-how long until they do. The process then admits the units of its lease itself, without
-a round trip, until the hold ends; what it has not used it returns with its next lease
-(or on close), and what a process that died held simply leaves the window in time.
+The shared limit is the `limits` library's moving window: a list in Redis of one
+timestamp per admitted unit, to which its script adds entries only while fewer than the
+limit are younger than the window's length. httpool adds *leases* on top: a process
+takes several units at once (one round trip, one `acquire_entry` of that cost) and then
+admits that many requests itself, without a round trip, until the lease's *hold* ends.
+What a lease has not used by then is lost to the window (the library has no way to
+remove entries) and counted as `unused`.
 
-Why the limit holds in every window of its length, wherever it starts: take a window
-`[x, x + window)` of arrivals at the provider, and among the leases that have a request
-arriving in it, the one granted last, at `t`. Every such request was sent at most
-`hold` after its lease was granted, so no later than the lease's score, and it arrives
-within the margin after it was sent; so each of these leases is scored after
-`x - margin`, which is after `t - span` since `t < x + window`. When the last one was
-granted, all of them were in the log and counted, and the script granted it only if
-their units, its own included, were at most the limit. A lease given back early only
-lowers its units, after its requests were sent; so the bound holds. (The `limits`
-library's moving window stamps each entry when it is taken and keeps it for whole
-seconds, so it cannot count a lease for the time it may take to use.)
+Why the limit holds in every window of its length, wherever it starts: a unit leased
+at `t` is stamped `t` and may carry a request that reaches the provider as late as
+`t + hold + margin`. So the window the library checks is longer than the limit's by
+at least `hold + margin`, rounded up to whole seconds, because the library counts
+lengths in whole seconds (for a per-minute limit, 61 s instead of 60: 1.6 % of the
+rate at the limit). Take a window `[x, x + window)` of arrivals at the provider: every
+lease with a request arriving in it was taken after `x - hold - margin`, and before
+`x + window`, so all of them lie within one span of the library's window, which admits
+at most the limit in any span.
+
+For a limit of less than `LEASE_MIN_WINDOW` seconds the whole second would cost more
+than 5 % of the rate, so there are no leases: each request takes one unit with a round
+trip, in a window of the limit's own length, and the margin is applied by reading the
+window over `window + margin` first (best effort: two workers that race past that read
+are still held to the limit in the window's length by the library's atomic check).
+
+The timestamps are the taking host's `time.time()`: hosts that share a limit need
+synchronised clocks (NTP); a skew of `s` seconds between two of them adds `s` to the
+margin they need.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 import time
 from typing import Any, Final
 
-__all__ = ["Lease", "LeaseLog"]
+__all__ = ["LEASE_MIN_WINDOW", "Lease", "LeaseLog"]
 
-#: The script. KEYS: the log (sorted set; member "<units>:<lease id>", score the time by
-#: which its units are used), the units in the log, the provider's "blocked until" key.
-#: ARGV: amount, span (s), want, need, hold (s), the new lease's id, the keys' time to
-#: live (ms), then for each lease given back its member and its units not used.
-#: Returns: units granted (0: refused), seconds until `need` units fit (when refused),
-#: units left after the grant, and the "blocked until" value when there is one.
-SCRIPT: Final = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local amount, span = tonumber(ARGV[1]), tonumber(ARGV[2])
-local want, need, hold = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local function units(member)
-  return tonumber(string.match(member, '^(%d+):'))
-end
-local horizon = now - span
-local used = tonumber(redis.call('GET', KEYS[2]))
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  used = 0  -- no lease in the log (a count left alone by an eviction counts nothing)
-elseif used == nil then
-  used = 0
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', horizon)
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    used = used + units(member)
-  end
-else
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', horizon)
-  if #gone > 0 then
-    for _, member in ipairs(gone) do
-      used = used - units(member)
-    end
-    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', horizon)
-  end
-end
-for i = 8, #ARGV, 2 do
-  local member, back = ARGV[i], tonumber(ARGV[i + 1])
-  local score = redis.call('ZSCORE', KEYS[1], member)
-  if score and back > 0 then
-    local held = units(member)
-    back = math.min(back, held)
-    redis.call('ZREM', KEYS[1], member)
-    used = used - back
-    if held > back then
-      local id = string.match(member, '^%d+(:.*)$')
-      redis.call('ZADD', KEYS[1], score, (held - back) .. id)
-    end
-  end
-end
-if used < 0 then
-  used = 0
-end
-local granted, wait = 0, 0
-if need > 0 then
-  if amount - used >= need then
-    granted = math.min(want, amount - used)
-    redis.call('ZADD', KEYS[1], now + hold, granted .. ':' .. ARGV[6])
-    used = used + granted
-  else
-    local short, freed = need - (amount - used), 0
-    -- every lease holds a unit at least: the `short` oldest ones are enough
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, short - 1, 'WITHSCORES')
-    for i = 1, #oldest, 2 do
-      freed = freed + units(oldest[i])
-      if freed >= short then
-        wait = tonumber(oldest[i + 1]) + span - now
-        break
-      end
-    end
-  end
-end
-redis.call('SET', KEYS[2], used, 'PX', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-return {granted, tostring(wait), amount - used, redis.call('GET', KEYS[3])}
-"""
-
-_token = os.urandom(6).hex()
-_serial = itertools.count(1)
+#: The shortest limit window (seconds) whose admissions are leased.
+LEASE_MIN_WINDOW: Final = 20
+#: The shortest hold of a lease, in seconds.
+MIN_HOLD: Final = 0.5
 
 
 class Lease:
     """The units of one lease that this process may still admit, until `end`."""
 
-    __slots__ = ("end", "granted", "hold", "left", "member")
+    __slots__ = ("end", "granted", "hold", "left")
 
     def __init__(
-        self, member: str = "", left: int = 0, end: float = 0.0, granted: int = 0, hold: float = 0.0
+        self, left: int = 0, end: float = 0.0, granted: int = 0, hold: float = 0.0
     ) -> None:
-        self.member, self.left, self.end = member, left, end
+        self.left, self.end = left, end
         self.granted, self.hold = granted, hold
 
     def take(self, cost: int) -> bool:
@@ -139,89 +70,88 @@ class Lease:
 
 
 class LeaseLog:
-    """This process's side of one shared limit: its lease, and the script that takes the
-    next one (returning what is left of the previous ones).
+    """This process's side of one shared limit: its lease, and the calls to the `limits`
+    library's moving window that take the next one.
 
     Arguments:
-        redis: a `redis.asyncio.Redis` client.
-        key: the limit's key; the log is `<key>:leases`, its units `<key>:used`.
-        blocked_key: the provider's "blocked until" key, read with each lease.
+        storage: a `limits.aio.storage.RedisStorage` (its moving-window methods).
+        key: the limit's key in Redis.
         amount: the limit's units per window.
-        span: the window plus the margin, in seconds.
-        hold: the longest a lease is held, in seconds.
+        window: the limit's window, in whole seconds.
+        margin: seconds a request may take to reach the provider after it was admitted.
     """
 
-    def __init__(
-        self, redis: Any, key: str, *, blocked_key: str, amount: int, span: float, hold: float
-    ) -> None:
-        self.amount, self.span, self.hold = amount, span, hold
-        self.keys = [f"{key}:leases", f"{key}:used", blocked_key]
-        self._ttl_ms = math.ceil(2 * (span + hold) * 1000) + 1000
-        self._script = redis.register_script(SCRIPT)
+    def __init__(self, storage: Any, key: str, *, amount: int, window: int, margin: float) -> None:
+        self.storage, self.key, self.amount = storage, key, amount
+        self.margin = margin
+        if window >= LEASE_MIN_WINDOW:
+            extra = math.ceil(margin + MIN_HOLD)
+            #: The length of the library's window: the limit's, plus hold and margin.
+            self.span = window + extra
+            #: The longest a lease is held, in seconds (0: no leases).
+            self.hold = extra - margin
+        else:
+            self.span, self.hold = window, 0.0
         self.lease = Lease()
-        self._back: list[tuple[str, int]] = []  # leases out of use, units to give back
-        #: The units left in the shared window after the last grant (for sizing).
+        #: The units left in the shared window when it was last read (for sizing).
         self.room = amount
+        self._roomy_until = 0.0  # until when the window is taken as far from full
         self.leases = 0
         self.leased = 0
-        self.returned = 0
+        self.unused = 0
 
     def retire(self) -> None:
-        """Take the current lease out of use; its unused units go back with the next
-        call to Redis."""
+        """Take the current lease out of use; its units not admitted are lost."""
         old, self.lease = self.lease, Lease()
-        if old.member and old.left:
-            self._back.append((old.member, old.left))
+        self.unused += old.left
 
-    async def take(
-        self, want: int, need: int, hold: float, *, ahead: bool = False
-    ) -> tuple[float | None, bytes | None]:
-        """Ask for `want` units (at least `need`) held for `hold` seconds, giving back
-        what is left of the leases out of use.
+    async def take(self, want: int, need: int, hold: float, *, ahead: bool = False) -> float | None:
+        """Ask for `want` units (at least `need`), held for `hold` seconds.
 
         Without `ahead`, the current lease is out of use from now, and `need` units of
         the new one are admitted at once. With `ahead` (taken before the current lease
         runs out), the current lease stays in use until the new one arrives.
 
-        Returns `(None, blocked)` when granted (the rest of the grant is the new lease),
-        else `(seconds until need units fit, blocked)`; `blocked` is the raw "blocked
-        until" value, if any. Raises what the Redis client raises (the units it was
-        giving back then leave the window in time).
+        Returns `None` when granted (the rest of the grant is the new lease), else the
+        seconds until `need` units may fit. Raises what the Redis client raises.
         """
         if not ahead:
             self.retire()
-        back, self._back = self._back, []
-        # the process id too: workers forked from one parent share its token and serial
-        lease_id = f"{_token}:{os.getpid()}:{next(_serial)}"
         sent = time.monotonic()
-        reply = await self._run(want, need, hold, lease_id, back)
-        self.returned += sum(units for _, units in back)
-        granted, wait, room = int(reply[0]), float(reply[1]), int(reply[2])
-        blocked = reply[3] if len(reply) > 3 else None
-        self.room = room
-        if granted == 0:
-            return max(0.0, wait), blocked
+        if self.hold <= 0 and self.margin > 0 and sent >= self._roomy_until:
+            wait = await self._read(need, self.span + self.margin)
+            if wait is not None:
+                return wait
+        granted = want if await self._acquire(want) else 0
+        if not granted and want > need:
+            wait = await self._read(need, self.span)
+            if wait is not None:
+                return wait
+            granted = max(need, min(want, self.room))  # what is left, at most
+            if not await self._acquire(granted):
+                granted = 0
+        if not granted:
+            wait = await self._read(need, self.span)
+            return 0.0 if wait is None else wait  # freed meanwhile: try again at once
+        self.room = max(0, self.room - granted) if self.hold <= 0 else self.amount
         self.leases += 1
         self.leased += granted
         if ahead:
             self.retire()
         left = granted if ahead else granted - need
-        self.lease = Lease(f"{granted}:{lease_id}", left, sent + hold, granted, hold)
-        return None, blocked
+        self.lease = Lease(left, sent + hold, granted, hold)
+        return None
 
-    async def give_back(self) -> None:
-        """Give back what is left of every lease (on close)."""
-        self.retire()
-        back, self._back = self._back, []
-        if back:
-            await self._run(0, 0, 0.0, "", back)
-            self.returned += sum(units for _, units in back)
+    async def _acquire(self, units: int) -> bool:
+        return bool(await self.storage.acquire_entry(self.key, self.amount, self.span, units))
 
-    async def _run(
-        self, want: int, need: int, hold: float, lease_id: str, back: list[tuple[str, int]]
-    ) -> Any:
-        args: list[Any] = [self.amount, repr(self.span), want, need, repr(hold), lease_id]
-        args.append(self._ttl_ms)
-        for member, units in back:
-            args += [member, units]
-        return await self._script(keys=self.keys, args=args)
+    async def _read(self, need: int, length: float) -> float | None:
+        """Read the window over `length` seconds: `None` when `need` units fit, else the
+        seconds until its oldest entry leaves it. Notes the room left for sizing."""
+        oldest, count = await self.storage.get_moving_window(self.key, self.amount, length)
+        self.room = max(0, self.amount - count)
+        if count + need <= self.amount:
+            if 2 * (count + need) <= self.amount:  # far from full: skip the next reads
+                self._roomy_until = time.monotonic() + min(0.1, 0.05 * length)
+            return None
+        return max(0.0, float(oldest) + length - time.time())

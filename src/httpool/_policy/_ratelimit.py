@@ -3,8 +3,8 @@
 A request is admitted when fewer than `amount` (weighted by cost) were admitted in the
 last `window` seconds, wherever that window starts (the `limits` library's moving
 window, whose notation the limit is written in). In memory this is `LocalWindow`; in
-Redis, a log of leases (`_lease.py`) that lets each process take a batch of
-admissions in one round trip. This module adds the waiting (first come, first served
+Redis, the library's own moving window, with leases (`_lease.py`) that let each process
+take a batch of admissions in one round trip. This module adds the waiting (first come, first served
 in the process), the fallback when Redis is gone, and the "blocked until" time that a
 provider's own headers set (shared through Redis too).
 """
@@ -38,9 +38,6 @@ _REDIS_SCHEMES: Final = ("redis://", "rediss://", "redis+unix://")
 STORAGE_TIMEOUT: Final = 0.5
 #: Seconds between attempts to reach Redis again while the limiter runs on its fallback.
 RECHECK_EVERY: Final = 2.0
-#: The longest a process holds a lease of the shared limit: 5 % of the window, at most
-#: this many seconds.
-MAX_HOLD: Final = 1.0
 
 
 def _parse(limit: str) -> RateLimitItem:
@@ -190,14 +187,13 @@ class LocalWindow:
 class RateLimiter:
     """One provider's rate limit in this process: admits requests, waiting in turn.
 
-    With Redis, admissions are leased: the process takes a batch of them with one
-    round trip, sized from its own rate over the lease's hold (5 % of the window, at
-    most 1 s), at most a tenth of the limit and an eighth of what the window has left
-    (one at a time, held for no time, when that is less than two); the next lease is
-    taken when a quarter of the current one (of its units or of its hold) is left, by
-    the request that found it so, while the others go on; what a lease has not used
-    when it is replaced or its hold ends goes back with the next call to Redis. See
-    `_lease.py` for why the limit holds.
+    With Redis and a window of 20 s or more, admissions are leased: the process takes a
+    batch of them with one round trip, sized from its own rate over the lease's hold
+    (under a second), at most a tenth of the limit and an eighth of what the window had
+    left (one at a time, held for no time, when that is less than two); the next lease
+    is taken when a quarter of the current one (of its units or of its hold) is left, by
+    the request that found it so, while the others go on. See `_lease.py` for why the
+    limit holds.
     """
 
     def __init__(self, config: RateLimit, name: str) -> None:
@@ -251,15 +247,22 @@ class RateLimiter:
         self._redis = redis.asyncio.Redis(
             connection_pool=redis.asyncio.ConnectionPool.from_url(url, **options)
         )
+        from limits.aio.storage import RedisStorage
+
+        storage = RedisStorage(
+            f"async+{url}",
+            implementation="redispy",
+            wrap_exceptions=True,
+            connection_pool=self._redis.connection_pool,
+        )
         item = self.item
         self._log = LeaseLog(
-            self._redis,
-            # the window's length in the key: limits of different windows never share a log
+            storage,
+            # the window's length in the key: limits of different windows never share one
             f"{self._key}:{item.amount}/{item.multiples}{item.GRANULARITY.name}",
-            blocked_key=f"{self._key}:blocked",
             amount=item.amount,
-            span=self.window + self._margin,
-            hold=min(MAX_HOLD, 0.05 * self.window),
+            window=item.get_expiry(),
+            margin=self._margin,
         )
 
     # -- admission -----------------------------------------------------------------------
@@ -327,12 +330,11 @@ class RateLimiter:
             want, hold = self._lease_size(log, cost)
             try:
                 with anyio.fail_after(STORAGE_TIMEOUT * 2):
-                    wait, blocked = await log.take(want, cost, hold)
+                    wait = await log.take(want, cost, hold)
             except Exception as exc:  # noqa: BLE001  any storage failure: fall back or close
                 self._storage_failed(exc)
             else:
                 self._storage_ok()
-                self._read_block(blocked)
                 return None if wait is None else time.time() + wait
         if self.config.on_storage_error == "closed":
             raise StorageDown
@@ -349,11 +351,9 @@ class RateLimiter:
         self._taking_ahead = True
         try:
             with anyio.fail_after(STORAGE_TIMEOUT * 2):
-                _, blocked = await log.take(want, 1, hold, ahead=True)
+                await log.take(want, 1, hold, ahead=True)
         except Exception as exc:  # noqa: BLE001  any storage failure: fall back or close
             self._storage_failed(exc)
-        else:
-            self._read_block(blocked)
         finally:
             self._taking_ahead = False
 
@@ -424,7 +424,7 @@ class RateLimiter:
         return self._blocked_until
 
     def _read_block(self, raw: bytes | None) -> None:
-        """Heed the shared "blocked until" value read from Redis (with a lease or alone)."""
+        """Heed the shared "blocked until" value read from Redis."""
         self._block_read_at = time.monotonic()
         if raw is not None:
             try:
@@ -458,23 +458,17 @@ class RateLimiter:
         return self._blocked_reason if self._blocked_until > time.time() else None
 
     async def aclose(self) -> None:
-        """Give back what is left of the lease, and close the Redis connections."""
+        """Close the Redis connections."""
         if self._redis is not None:
             with anyio.CancelScope(shield=True):
-                if self._log is not None and self.state == "ok":
-                    with anyio.move_on_after(STORAGE_TIMEOUT):  # the close must come
-                        try:
-                            await self._log.give_back()
-                        except Exception:  # noqa: BLE001  the units expire on their own
-                            logger.debug("httpool provider %r: lease not given back", self.name)
                 with anyio.move_on_after(1.0):
                     await self._redis.aclose()
                     await self._redis.connection_pool.disconnect()
 
     def stats(self) -> dict[str, Any]:
         """The limit, its storage and state, the requests waiting and admitted, and with
-        Redis the leases taken, the units they granted, the units given back and the
-        units of the current lease still to use."""
+        Redis the leases taken, the units they granted, the units of leases that ended
+        unused and the units of the current lease still to use."""
         out: dict[str, Any] = {
             "limit": self.config.limit,
             "storage": "redis" if self.config.shared else "memory",
@@ -486,6 +480,7 @@ class RateLimiter:
         if log is not None:
             out["leases"] = log.leases
             out["leased"] = log.leased
-            out["returned"] = log.returned
-            out["lease_left"] = log.lease.left if time.monotonic() < log.lease.end else 0
+            held = time.monotonic() < log.lease.end
+            out["unused"] = log.unused + (0 if held else log.lease.left)  # hold ended
+            out["lease_left"] = log.lease.left if held else 0
         return out
