@@ -74,6 +74,26 @@ def _httpool_no_dependency_app(upstream: str) -> FastAPI:
     return app
 
 
+def _httpool_yield_dependency_app(upstream: str) -> FastAPI:
+    """The httpool app with the route dependency in its public `yield` form, which
+    `httpool.client()` gives on a FastAPI whose request stack httpool has not checked
+    (only `bench.instructions` runs it: what the stack form saves)."""
+    from fastapi import Depends
+
+    from httpool._asgi._dependencies import YieldClientDependency
+
+    app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream)))
+    dependency = Depends(YieldClientDependency("up"))
+
+    @app.get("/proxy")
+    async def proxy(up: httpx.AsyncClient = dependency) -> Any:
+        response = await up.get("/embed")
+        response.raise_for_status()
+        return response.json()
+
+    return app
+
+
 def _httpool_httpx2_app(upstream: str) -> FastAPI:
     """The httpool app with the route on the provider's `httpx2.AsyncClient` (same engine)."""
     import httpx2
@@ -162,6 +182,8 @@ def _app(variant: str, upstream: str) -> FastAPI:
         return _httpool_httpx2_app(upstream)
     if variant == "httpool-no-dependency":
         return _httpool_no_dependency_app(upstream)
+    if variant == "httpool-yield-dependency":
+        return _httpool_yield_dependency_app(upstream)
     if variant in {"httpool-limit-memory", "httpool-limit-redis"}:
         storage = "memory://" if variant.endswith("memory") else os.environ["BENCH_REDIS"]
         return _httpool_app(upstream, httpool.RateLimit("1000000/minute", storage=storage))

@@ -11,6 +11,8 @@ is the cost of one request, start-up and shut-down cancelling out. Variants:
 - ``httpool-no-dependency``: the same route taking its client from
   ``httpool.get_pool(request).client("up")``, no dependency: the difference between the
   two is what the dependency costs;
+- ``httpool-yield-dependency``: the route dependency in its public ``yield`` form (what
+  ``httpool.client()`` gives where FastAPI's request stack is not used);
 - ``control``: the same JSON answered without an upstream call (uvicorn + FastAPI alone).
 
 With ``--limits`` it runs instead ``httpool`` beside ``httpool-limit-memory`` and
@@ -174,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
                 plan: list[tuple[str, Tree | None]] = [(v, None) for v in variants]
             else:
                 plan = [(v, t) for t in trees for v in ("httpool", "httpool-no-dependency")]
+                plan.append(("httpool-yield-dependency", None))
                 plan.append(("control", None))
             for variant, tree in plan:
                 label = variant if tree is None or tree.rev == "HEAD" else f"{variant}@{tree.rev}"
