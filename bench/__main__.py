@@ -76,6 +76,7 @@ def _upstream_kinds(sections: tuple[str, ...], settings: Settings) -> list[str]:
     kinds: list[str] = []
     if "client" in sections:
         kinds += settings.client_upstreams
+        kinds += settings.same_server_upstreams
     if "e2e" in sections:
         kinds.append("h1")
     if "connections" in sections:

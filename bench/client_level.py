@@ -57,37 +57,43 @@ def run(
     lanes = _lanes(worker, httpool_workers)
     baseline = httpool_workers[-1][0] if len(httpool_workers) > 1 else None
     rows: list[dict[str, Any]] = []
-    for kind in settings.client_upstreams:
+    plan = [(kind, c) for kind in settings.client_upstreams for c in settings.client_concurrency]
+    plan += [
+        (kind, c)
+        for kind in settings.same_server_upstreams
+        if kind in upstreams  # nginx may not be installed
+        for c in settings.same_server_concurrency
+    ]
+    for kind, concurrency in plan:
         upstream = upstreams[kind]
-        for concurrency in settings.client_concurrency:
-            rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in lanes}
-            for r in range(settings.rounds):
-                for label in round_order(list(lanes), r, baseline):
-                    child, variant = lanes[label]
-                    if not _supported(variant, upstream):
-                        continue
-                    result = child.call(
-                        {
-                            "op": "rps",
-                            "variant": variant,
-                            "base_url": upstream.base_url,
-                            "ca": upstream.ca,
-                            "http2": upstream.http2,
-                            "path": PATH,
-                            "concurrency": concurrency,
-                            "duration": settings.client_seconds,
-                            "warmup": settings.client_warmup_seconds,
-                            "max_warmup": settings.client_max_warmup_seconds,
-                            "max_requests": 200_000,
-                        }
-                    )
-                    rounds[label].append(result)
-                    print(
-                        f"  client {kind:7} c={concurrency:<3} round {r + 1} {label:14} "
-                        f"{result['rps']:8.0f} req/s  errors {result['errors']}",
-                        file=sys.stderr,
-                    )
-            rows.extend(_rows(kind, concurrency, rounds, baseline))
+        rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in lanes}
+        for r in range(settings.rounds):
+            for label in round_order(list(lanes), r, baseline):
+                child, variant = lanes[label]
+                if not _supported(variant, upstream):
+                    continue
+                result = child.call(
+                    {
+                        "op": "rps",
+                        "variant": variant,
+                        "base_url": upstream.base_url,
+                        "ca": upstream.ca,
+                        "http2": upstream.http2,
+                        "path": PATH,
+                        "concurrency": concurrency,
+                        "duration": settings.client_seconds,
+                        "warmup": settings.client_warmup_seconds,
+                        "max_warmup": settings.client_max_warmup_seconds,
+                        "max_requests": 200_000,
+                    }
+                )
+                rounds[label].append(result)
+                print(
+                    f"  client {kind:7} c={concurrency:<3} round {r + 1} {label:14} "
+                    f"{result['rps']:8.0f} req/s  errors {result['errors']}",
+                    file=sys.stderr,
+                )
+        rows.extend(_rows(kind, concurrency, rounds, baseline))
     return rows
 
 

@@ -6,11 +6,13 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from .servers import SAME_SERVER
 from .stats import ratio
 
 __all__ = ["evaluate"]
 
 LATENCY_CLAIM_PCT = 15.0  # the low end of the "15-30 % faster calls" claim
+H2_CONCURRENCY = 50  # HTTP/2 over TLS >= 0.8x HTTP/1.1 over TLS at this concurrency
 
 
 def _goal(name: str, measured: float, target: float, unit: str, detail: str) -> dict[str, Any]:
@@ -106,6 +108,21 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 0.9,
                 "",
                 ", ".join(f"c={r['concurrency']}: {r['rps']:.0f}" for r in rows),
+            )
+        )
+    h1 = _find(client, upstream=SAME_SERVER[0], variant="httpool", concurrency=H2_CONCURRENCY)
+    h2 = _find(client, upstream=SAME_SERVER[1], variant="httpool", concurrency=H2_CONCURRENCY)
+    if h1 and h2:
+        by_round = [ratio(b, a) for a, b in zip(h1["rps_rounds"], h2["rps_rounds"], strict=False)]
+        goals.append(
+            _goal(
+                f"client over TLS, one nginx serving both, c={H2_CONCURRENCY}: "
+                "httpool HTTP/2 >= 0.8x HTTP/1.1",
+                ratio(h2["rps"], h1["rps"]),
+                0.8,
+                "",
+                f"{h2['rps']:.0f} vs {h1['rps']:.0f} req/s; by round "
+                + ", ".join(f"{r:.2f}" for r in by_round),
             )
         )
     for row in results.get("connections") or []:

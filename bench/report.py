@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .baseline import pooled
+from .servers import SAME_SERVER
 from .stats import ratio
 
 __all__ = ["machine_info", "render_text", "table", "write_json"]
@@ -123,26 +124,29 @@ H2_CONCURRENCY = 50  # the goal: HTTP/2 over TLS >= 0.8x HTTP/1.1 over TLS at c=
 
 
 def _h2_over_h1(results: dict[str, Any]) -> str:
-    """Client level at c=50: each HTTP/2-capable variant over TLS, HTTP/2 ÷ HTTP/1.1."""
+    """Client level at c=50: each HTTP/2-capable variant over TLS, HTTP/2 ÷ HTTP/1.1,
+    against the two different servers and against one nginx serving both."""
     client = results.get("client") or []
     rows = []
-    for variant in [*_httpool_labels(results), "httpx"]:
-        h1 = _row(client, upstream="h1-tls", concurrency=H2_CONCURRENCY, variant=variant)
-        h2 = _row(client, upstream="h2-tls", concurrency=H2_CONCURRENCY, variant=variant)
-        if h1 and h2:
-            by_round = map(ratio, h2["rps_rounds"], h1["rps_rounds"])
-            rows.append(
-                [
-                    variant,
-                    _cell(h1["rps"]),
-                    _cell(h2["rps"]),
-                    _cell(ratio(h2["rps"], h1["rps"]), 2),
-                    _by_round(list(by_round)),
-                ]
-            )
+    for h1_kind, h2_kind in (("h1-tls", "h2-tls"), SAME_SERVER):
+        for variant in [*_httpool_labels(results), "httpx"]:
+            h1 = _row(client, upstream=h1_kind, concurrency=H2_CONCURRENCY, variant=variant)
+            h2 = _row(client, upstream=h2_kind, concurrency=H2_CONCURRENCY, variant=variant)
+            if h1 and h2:
+                by_round = map(ratio, h2["rps_rounds"], h1["rps_rounds"])
+                rows.append(
+                    [
+                        f"{h2_kind} ÷ {h1_kind}",
+                        variant,
+                        _cell(h1["rps"]),
+                        _cell(h2["rps"]),
+                        _cell(ratio(h2["rps"], h1["rps"]), 2),
+                        _by_round(list(by_round)),
+                    ]
+                )
     if not rows:
         return ""
-    headers = ["variant", "h1-tls req/s", "h2-tls req/s", "h2 ÷ h1", "by round"]
+    headers = ["upstreams", "variant", "HTTP/1.1 req/s", "HTTP/2 req/s", "h2 ÷ h1", "by round"]
     return (
         f"HTTP/2 over TLS against HTTP/1.1 over TLS, client level at c={H2_CONCURRENCY} "
         "(median of rounds)\n" + table(headers, rows)

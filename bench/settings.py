@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .servers import UPSTREAMS
+from .servers import SAME_SERVER, UPSTREAMS
 
 __all__ = ["FULL", "QUICK", "Settings"]
 
@@ -18,6 +18,9 @@ class Settings:
     rounds: int
     client_upstreams: tuple[str, ...]
     client_concurrency: tuple[int, ...]
+    #: The client section's nginx pair (`servers.SAME_SERVER`) runs at these only.
+    same_server_concurrency: tuple[int, ...]
+    same_server_upstreams: tuple[str, ...]
     client_seconds: float
     client_warmup_seconds: float
     client_max_warmup_seconds: float
@@ -42,6 +45,8 @@ FULL = Settings(
     rounds=3,
     client_upstreams=UPSTREAMS,
     client_concurrency=(1, 10, 50, 200),
+    same_server_concurrency=(50,),
+    same_server_upstreams=SAME_SERVER,
     client_seconds=1.0,
     client_warmup_seconds=0.3,
     client_max_warmup_seconds=3.0,
@@ -63,6 +68,7 @@ QUICK = FULL.replace(
     rounds=1,
     client_upstreams=("h1",),
     client_concurrency=(1, 50),
+    same_server_upstreams=(),
     client_seconds=0.5,
     client_warmup_seconds=0.1,
     client_max_warmup_seconds=1.0,
