@@ -18,7 +18,10 @@ RFC 9113 §8.2 asks) decoded it, never-indexed fields as `hpack.NeverIndexedHead
 Paths: `/` answers at once, `/slow?d=` after a pause, `/early` answers 413 as soon as the
 headers arrive, then RST_STREAM(NO_ERROR), and never opens its receive window;
 `/hang` sends headers and a chunk and never ends; `/settings?max=N` first lowers
-MAX_CONCURRENT_STREAMS to N.
+MAX_CONCURRENT_STREAMS to N; `/malformed?kind=K` answers with the malformed header
+block `MALFORMED[K]` (h2's own checks of what it sends are off for it) and nothing
+more, or with a good answer ended by a malformed trailer block when K starts with
+`trailers-`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from .servers import _LoopbackServer, h2_server_connection
+
+#: Malformed answers by kind (RFC 9113 §8.2-8.3), for `/malformed?kind=`.
+MALFORMED: dict[str, list[tuple[bytes, bytes]]] = {
+    "upper-case-name": [(b":status", b"200"), (b"Content-Type", b"text/plain")],
+    "connection-field": [(b":status", b"200"), (b"connection", b"keep-alive")],
+    "no-status": [(b"content-type", b"text/plain")],
+    "space-around-value": [(b":status", b"200"), (b"x-a", b" v")],
+    "pseudo-after-regular": [(b"x-a", b"v"), (b":status", b"200")],
+    "trailers-pseudo": [(b":status", b"200")],
+    "trailers-te": [(b"te", b"gzip")],
+}
 
 
 class _Conn:
@@ -156,6 +170,21 @@ class ScriptedH2Server(_LoopbackServer):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    @staticmethod
+    def _malformed(conn: _Conn, stream_id: int, kind: str) -> None:
+        config = conn.h2.config
+        config.validate_outbound_headers = config.normalize_outbound_headers = False
+        try:
+            if kind.startswith("trailers-"):
+                conn.h2.send_headers(stream_id, [(b":status", b"200")])
+                conn.h2.send_data(stream_id, b"body")
+                conn.h2.send_headers(stream_id, MALFORMED[kind], end_stream=True)
+            else:  # and nothing more: the client resets the stream
+                conn.h2.send_headers(stream_id, MALFORMED[kind])
+        finally:
+            config.validate_outbound_headers = config.normalize_outbound_headers = True
+        conn.flush()
+
     async def _answer(self, conn: _Conn, stream_id: int, headers: dict[bytes, bytes]) -> None:
         url = urlsplit(headers[b":path"].decode())
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -175,6 +204,10 @@ class ScriptedH2Server(_LoopbackServer):
                 conn.h2.send_headers(stream_id, [(b":status", b"200")])
                 conn.h2.send_data(stream_id, b"h" * 1000)
                 conn.flush()
+                conn.active -= 1
+                return
+            if url.path == "/malformed":
+                self._malformed(conn, stream_id, query["kind"])
                 conn.active -= 1
                 return
             fields = [(b":status", b"200"), (b"content-length", str(len(body)).encode())]
