@@ -38,6 +38,8 @@ _REDIS_SCHEMES: Final = ("redis://", "rediss://", "redis+unix://")
 STORAGE_TIMEOUT: Final = 0.5
 #: Seconds between attempts to reach Redis again while the limiter runs on its fallback.
 RECHECK_EVERY: Final = 2.0
+#: Seconds between reads of the provider's reset shared in Redis.
+BLOCK_READ_EVERY: Final = 0.05
 
 
 def _parse(limit: str) -> RateLimitItem:
@@ -307,6 +309,33 @@ class RateLimiter:
         self._count(cost)
         return time.monotonic() - started
 
+    def admit_now(self, cost: int) -> bool:
+        """Admit `cost` units at once, without I/O or waiting, when that is certain:
+        nobody waits in turn (or the lease held has the units), no provider reset is in
+        force as last read (and, with Redis, no read of it is due), and the window in
+        memory or the lease held has the units. False: go through `acquire`."""
+        if self._blocked_until > time.time():
+            return False
+        log = self._log
+        if log is None:
+            if self._turn.locked() or self._local.admit(cost) is not None:
+                return False
+        elif (
+            time.monotonic() - self._block_read_at > BLOCK_READ_EVERY
+            or (self._turn.locked() and log.lease.left < cost)
+            or not log.lease.take(cost)
+        ):
+            return False
+        self._count(cost)
+        return True
+
+    async def after_admitted(self) -> None:
+        """After `admit_now`: take the next lease ahead when the current one runs low
+        (the request that finds it so does, while the others go on)."""
+        log = self._log
+        if log is not None and not self._taking_ahead and log.lease.running_low():
+            await self._take_ahead(log)
+
     def _count(self, cost: int) -> None:
         self.admitted += 1
         self._units += cost
@@ -412,7 +441,11 @@ class RateLimiter:
         worker is seen within that), so that a request costs no extra round trip.
         """
         now = time.monotonic()
-        if self._redis is not None and self.state == "ok" and now - self._block_read_at > 0.05:
+        if (
+            self._redis is not None
+            and self.state == "ok"
+            and now - self._block_read_at > BLOCK_READ_EVERY
+        ):
             self._block_read_at = now
             try:
                 with anyio.fail_after(STORAGE_TIMEOUT * 2):

@@ -96,8 +96,9 @@ def blocked_for(response: httpx.Response, now: float | None = None) -> tuple[flo
     """Seconds for which the provider said it will refuse new requests, and the header
     that said it; `None` when it did not."""
     headers = response.headers
-    if response.status_code not in (429, 503) and not any(
-        b"ratelimit" in name.lower() for name, _ in headers.raw
+    if (
+        response.status_code not in (429, 503)
+        and b"ratelimit" not in b"\n".join([name for name, _ in headers.raw]).lower()
     ):
         return None  # the common case, decided in one pass over the names
     now = time.time() if now is None else now

@@ -229,10 +229,17 @@ class PolicyTransport(httpx.AsyncBaseTransport):
             release()
 
     async def answered(self, response: httpx.Response, trial: bool) -> None:
-        """Count the answer, tell the breaker, and heed the provider's rate-limit headers."""
+        """Count the answer, tell the breaker, and heed what the answer says of the
+        provider's rate limit."""
+        status = response.status_code
         if self._breaker is not None:
-            self._breaker.record(ok=response.status_code < 500, trial=trial)
-        await self._read_answer(response)
+            self._breaker.record(ok=status < 500, trial=trial)
+        self._count(self._answers, f"{status // 100}xx")
+        if status == 429 or status == 503:  # noqa: PLR1714 (faster than a set, per answer)
+            self._count(self._answers, str(status))
+        said = blocked_for(response)
+        if said is not None:
+            await self._block(time.time() + said[0], said[1])
 
     async def enter(
         self, request: httpx.Request, *, first: bool = False
@@ -311,16 +318,6 @@ class PolicyTransport(httpx.AsyncBaseTransport):
                 response.stream = _Permit(response.stream, release)  # type: ignore[arg-type]
         return response
 
-    async def _read_answer(self, response: httpx.Response) -> None:
-        """Count the answer, and heed what it says of the provider's rate limit."""
-        status = response.status_code
-        self._count(self._answers, f"{status // 100}xx")
-        if status in (429, 503):
-            self._count(self._answers, str(status))
-        said = blocked_for(response)
-        if said is not None:
-            await self._block(time.time() + said[0], said[1])
-
     async def admit(self, request: httpx.Request) -> Any:
         """Wait for a concurrency slot, then the provider's reset and the rate limit (in
         the rate limit's turn, so that the requests that waited for the reset do not all
@@ -357,7 +354,9 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         limiter = self._limiter
         try:
             cost = _cost(request) if limiter is not None else 0
-            if limiter is not None and cost:
+            if limiter is not None and cost and limiter.admit_now(cost):
+                await limiter.after_admitted()  # the common case: no wait, no timer
+            elif limiter is not None and cost:
 
                 async def gate() -> None:
                     await self._wait_for_reset(request, deadline)
