@@ -9,8 +9,12 @@ app (``uvicorn --workers 4``) relays ``GET /call`` to it through one httpool pro
 - ``redis``: ``RateLimit("200/second", storage=redis)``, one limit for all workers.
 
 For each: requests/s that succeed, 429s drawn at the stub, p99 latency of the app. Then
-the limiter's overhead when its limit is never reached: the same app against an
-unlimited path, without a limit, with a huge in-memory limit, and with a huge Redis one.
+the limiter's overhead when its limit is never reached: the same app (one worker
+process each, as two cores hold no more) against an unlimited path, without a limit,
+with a huge in-memory limit and with a huge Redis one (`1000000/minute`, leased), in
+interleaved rounds: the app process's CPU time per request (read from /proc, which the
+machine's other load moves far less than requests/s) and its requests/s, each also as
+a ratio to the no-limit app in the same round.
 
 ``python -m bench --only ratelimit``, or on its own ``python -m bench.ratelimit``.
 """
@@ -45,7 +49,8 @@ WORKERS: Final = 4
 CONNECTIONS: Final = 64
 SECONDS: Final = 8.0
 OVERHEAD_SECONDS: Final = 4.0
-OVERHEAD_ROUNDS: Final = 3
+OVERHEAD_ROUNDS: Final = 7
+OVERHEAD_WORKERS: Final = 1
 
 # -- the stub API -----------------------------------------------------------------------
 
@@ -157,13 +162,19 @@ def _start_redis(sup: Supervisor) -> tuple[Child, str] | None:
     return sup.start("ratelimit-redis", argv, port=port), f"redis://127.0.0.1:{port}/0"
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds the process `pid` has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start_app(
-    sup: Supervisor, mode: str, upstream: str, redis: str, path: str
+    sup: Supervisor, mode: str, upstream: str, redis: str, path: str, workers: int = WORKERS
 ) -> tuple[Child, str]:
     port = free_port()
     argv = python(
         "-m", "uvicorn", "bench.ratelimit:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--lifespan", "on", "--no-access-log", "--log-level", "warning",
     )  # fmt: skip
     env = {
@@ -171,7 +182,7 @@ def _start_app(
         "BENCH_RL_UPSTREAM": upstream,
         "BENCH_RL_REDIS": redis,
         "BENCH_RL_PATH": path,
-        "WEB_CONCURRENCY": str(WORKERS),
+        "WEB_CONCURRENCY": str(workers),
     }
     child = sup.start(f"ratelimit-app-{mode}", argv, port=port, env=env)
     url = f"http://127.0.0.1:{port}/call"
@@ -231,7 +242,9 @@ def run(
                 file=sys.stderr,
             )
         apps = {
-            mode: _start_app(sup, mode, upstream, redis[1] if redis else "", "/v1/free")
+            mode: _start_app(
+                sup, mode, upstream, redis[1] if redis else "", "/v1/free", OVERHEAD_WORKERS
+            )
             for mode in OVERHEAD_MODES
             if mode != "huge-redis" or redis is not None
         }
@@ -240,24 +253,44 @@ def run(
             for _, url in apps.values():
                 load(url, CONNECTIONS, 1.0)  # warm-up
             for r in range(overhead_rounds):  # interleaved, so drifts in the machine's load
-                for mode, (_, url) in apps.items():  # hit every mode alike
+                order = list(apps) if r % 2 == 0 else list(reversed(apps))
+                for mode in order:  # hit every mode alike, in both orders
+                    child, url = apps[mode]
+                    cpu = _cpu_seconds(child.proc.pid)
                     result = load(url, CONNECTIONS, overhead_seconds)
+                    cpu = _cpu_seconds(child.proc.pid) - cpu
+                    result["cpu_us"] = cpu / max(1, result["requests"]) * 1e6
                     rounds[mode].append(result)
                     print(
                         f"  overhead round {r + 1} {mode:11} {result['rps']:7.0f} req/s  "
+                        f"{result['cpu_us']:6.0f} µs CPU a request  "
                         f"p99 {result['p99_ms']:.1f} ms",
                         file=sys.stderr,
                     )
         finally:
             for child, _ in apps.values():
                 sup.stop(child)
+        none = rounds.get("none", [])
         for mode, results in rounds.items():
             overhead.append(
                 {
                     "mode": mode,
                     "rps": statistics.median(x["rps"] for x in results),
+                    "cpu_us": statistics.median(x["cpu_us"] for x in results),
                     "p99_ms": statistics.median(x["p99_ms"] for x in results),
                     "rounds_rps": [round(x["rps"]) for x in results],
+                    "rounds_cpu_us": [round(x["cpu_us"], 1) for x in results],
+                    # paired with the no-limit app's figure of the same round
+                    "rps_vs_none_paired": statistics.median(
+                        x["rps"] / n["rps"] - 1 for x, n in zip(results, none, strict=True)
+                    )
+                    if none
+                    else None,
+                    "cpu_vs_none_paired": statistics.median(
+                        x["cpu_us"] / n["cpu_us"] - 1 for x, n in zip(results, none, strict=True)
+                    )
+                    if none
+                    else None,
                 }
             )
     finally:
@@ -270,6 +303,7 @@ def run(
     return {
         "limit_rps": LIMIT,
         "workers": WORKERS,
+        "overhead_workers": OVERHEAD_WORKERS,
         "connections": CONNECTIONS,
         "seconds": seconds,
         "tool": tool_name(),
