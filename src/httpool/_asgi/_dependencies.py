@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextvars import Token
 from typing import TYPE_CHECKING, Any, overload
 
 import httpx
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from .._clients import OpenStreams, kind_label, open_streams
+from .._clients import OpenStreams, kind_label
 from .._errors import UnknownProviderError
 from .._pool import ClientPool
 from .._validate import validate_name
@@ -52,15 +51,6 @@ class ProviderDependency:
         return self._hash
 
 
-async def _close_left_open(streams: OpenStreams, token: Token[OpenStreams | None]) -> None:
-    """The route's end: forget its open streams and close what it left open."""
-    try:  # noqa: SIM105 (cheaper than contextlib.suppress, per request)
-        open_streams.reset(token)
-    except ValueError:
-        pass  # the exit ran in another context: nothing to reset there
-    await streams.close_all()
-
-
 class YieldClientDependency(ProviderDependency):
     """Hands a route the async client of one provider, and closes at the route's end
     the responses it opened and left open (FastAPI runs the code after `yield` once
@@ -71,12 +61,8 @@ class YieldClientDependency(ProviderDependency):
 
     async def __call__(self, connection: HTTPConnection) -> AsyncIterator[Any]:
         client = get_pool(connection).client(self.name, self.kind)
-        streams = OpenStreams()
-        token = open_streams.set(streams)
-        try:
+        async with OpenStreams():
             yield client
-        finally:
-            await _close_left_open(streams, token)
 
 
 class StackClientDependency(ProviderDependency):
@@ -101,8 +87,7 @@ class StackClientDependency(ProviderDependency):
                     self.name,
                 )
             return client
-        streams = OpenStreams()
-        stack.push_async_callback(_close_left_open, streams, open_streams.set(streams))
+        stack.push_async_exit(OpenStreams().enter())
         return client
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any, Protocol
 
 import anyio
@@ -56,12 +56,35 @@ class OpenStreams:
 
     A body leaves the set when it is closed, so a route that reads its responses
     leaves nothing for `close_all` to do (the common case costs a set add and discard).
+    As an async context manager's exit (`AsyncExitStack.push_async_exit`) it ends the
+    route: `open_streams` is reset to what it was and what is left open is closed.
     """
 
-    __slots__ = ("bodies",)
+    __slots__ = ("bodies", "token")
 
     def __init__(self) -> None:
         self.bodies: set[_Closable] = set()
+        self.token: Token[OpenStreams | None] | None = None
+
+    def enter(self) -> OpenStreams:
+        """Make these the open streams of the code that runs from here (`open_streams`)."""
+        self.token = open_streams.set(self)
+        return self
+
+    async def __aenter__(self) -> OpenStreams:
+        return self.enter()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """The route's end: `open_streams` as it was before `enter`, and what the route
+        left open closed."""
+        token, self.token = self.token, None
+        if token is not None:
+            try:  # noqa: SIM105 (cheaper than contextlib.suppress, per request)
+                open_streams.reset(token)
+            except ValueError:
+                pass  # the exit ran in another context: nothing to reset there
+        if self.bodies:  # (the common case, every response read, awaits nothing)
+            await self.close_all()
 
     async def close_all(self) -> None:
         """Close what the route left open."""
