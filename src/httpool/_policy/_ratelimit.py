@@ -291,8 +291,8 @@ class RateLimiter:
             await gate()  # bounded by the deadline itself
             if self._take_now(cost):
                 self._count(cost)
-                if log is not None and not self._taking_ahead and log.lease.running_low():
-                    await self._take_ahead(log)  # admitted already; the others go on
+                if self.ahead_due():
+                    await self.take_ahead()  # admitted already; the others go on
                 return time.monotonic() - started
         self.waiting += 1
         try:
@@ -329,12 +329,16 @@ class RateLimiter:
         self._count(cost)
         return True
 
-    async def after_admitted(self) -> None:
-        """After `admit_now`: take the next lease ahead when the current one runs low
-        (the request that finds it so does, while the others go on)."""
+    def ahead_due(self) -> bool:
+        """After `admit_now`: whether this request should take the next lease now
+        (`take_ahead`), the current one running low and nobody taking it already."""
         log = self._log
-        if log is not None and not self._taking_ahead and log.lease.running_low():
-            await self._take_ahead(log)
+        return log is not None and not self._taking_ahead and log.lease.running_low()
+
+    async def take_ahead(self) -> None:
+        """Take the next lease while the current one still has units (see `ahead_due`)."""
+        if self._log is not None:
+            await self._take_ahead(self._log)
 
     def _count(self, cost: int) -> None:
         self.admitted += 1

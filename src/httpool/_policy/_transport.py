@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
@@ -92,6 +92,9 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         self._slots = anyio.Semaphore(max_concurrency) if max_concurrency else None
         self._limiter = RateLimiter(rate_limit, name) if rate_limit is not None else None
         self._breaker = CircuitBreaker(breaker) if breaker is not None else None
+        #: No breaker and no concurrency limit: a request the rate limit admits at once
+        #: skips the rest of the way in (`_attempt`).
+        self._only_a_rate_limit = self._breaker is None and self._slots is None
         self._blocked_until = 0.0  # without a rate limit, the provider's block lives here
         self._blocked_reason: str | None = None
         self._answers: dict[str, int] = {}
@@ -113,6 +116,9 @@ class PolicyTransport(httpx.AsyncBaseTransport):
             self.remember_loop()
         retry = self._retry
         if retry is None:
+            limiter = self._limiter
+            if self._only_a_rate_limit and limiter is not None:
+                return await self._rate_limited(request, limiter)
             return await self._attempt(request)
         deadline = self.start_retries(request)
         replayable = isinstance(request.stream, httpx.ByteStream)
@@ -231,15 +237,22 @@ class PolicyTransport(httpx.AsyncBaseTransport):
     async def answered(self, response: httpx.Response, trial: bool) -> None:
         """Count the answer, tell the breaker, and heed what the answer says of the
         provider's rate limit."""
-        status = response.status_code
         if self._breaker is not None:
-            self._breaker.record(ok=status < 500, trial=trial)
-        self._count(self._answers, f"{status // 100}xx")
-        if status == 429 or status == 503:  # noqa: PLR1714 (faster than a set, per answer)
-            self._count(self._answers, str(status))
-        said = blocked_for(response)
+            self._breaker.record(ok=response.status_code < 500, trial=trial)
+        said = self._read_answer(response)
         if said is not None:
             await self._block(time.time() + said[0], said[1])
+
+    def _read_answer(self, response: httpx.Response) -> tuple[float, str] | None:
+        """Count the answer; for how long and by which header the provider said it
+        refuses new requests (`None`: it did not)."""
+        status = response.status_code
+        answers = self._answers
+        kind = _STATUS_CLASS.get(status // 100) or f"{status // 100}xx"
+        answers[kind] = answers.get(kind, 0) + 1
+        if status == 429 or status == 503:  # noqa: PLR1714 (faster than a set, per answer)
+            self._count(answers, str(status))
+        return blocked_for(response)
 
     async def enter(
         self, request: httpx.Request, *, first: bool = False
@@ -304,6 +317,27 @@ class PolicyTransport(httpx.AsyncBaseTransport):
 
     async def _attempt(self, request: httpx.Request) -> httpx.Response:
         """One try: the breaker, the waits for the limits, then the wrapped transport."""
+        limiter = self._limiter
+        if self._only_a_rate_limit and limiter is not None:
+            return await self._rate_limited(request, limiter)
+        return await self._full_attempt(request)
+
+    async def _rate_limited(self, request: httpx.Request, limiter: RateLimiter) -> httpx.Response:
+        """One try under a rate limit alone (no breaker, no concurrency limit): a request
+        it admits at once, the common case, goes straight on."""
+        cost = _cost(request)
+        if not (cost and limiter.admit_now(cost)):
+            return await self._full_attempt(request)
+        if limiter.ahead_due():
+            await limiter.take_ahead()
+        response = await self.inner.handle_async_request(request)
+        said = self._read_answer(response)
+        if said is not None:
+            await self._block(time.time() + said[0], said[1])
+        return response
+
+    async def _full_attempt(self, request: httpx.Request) -> httpx.Response:
+        """One try, the whole way: the breaker, the waits for the limits, the transport."""
         trial, release = await self._enter(request)
         try:
             response = await self.inner.handle_async_request(request)
@@ -355,7 +389,8 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         try:
             cost = _cost(request) if limiter is not None else 0
             if limiter is not None and cost and limiter.admit_now(cost):
-                await limiter.after_admitted()  # the common case: no wait, no timer
+                if limiter.ahead_due():  # the common case: no wait, no timer
+                    await limiter.take_ahead()
             elif limiter is not None and cost:
 
                 async def gate() -> None:
@@ -469,6 +504,10 @@ class PolicyTransport(httpx.AsyncBaseTransport):
         if self._breaker is not None:
             out["breaker"] = self._breaker.stats()
         return out
+
+
+#: The answers' status classes, made once (they are counted for every answer).
+_STATUS_CLASS: Final = {n: f"{n}xx" for n in range(1, 6)}
 
 
 def _left(deadline: float | None) -> float | None:
