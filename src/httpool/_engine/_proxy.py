@@ -33,6 +33,7 @@ __all__ = [
 
 PROXY_SCHEMES: Final = ("http", "https", "socks5", "socks5h", "socks4", "socks4a")
 SOCKS: Final = frozenset({"socks5", "socks5h", "socks4", "socks4a"})
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 ProxySpec = str | httpx.Proxy | Secret | Any  # Any: httpx2.Proxy, read by its public fields
 
 
@@ -254,7 +255,7 @@ class Routes:
     def __init__(self, rules: list[tuple[_Rule, ProxyConf | None]]) -> None:
         self._rules = sorted(rules, key=lambda r: r[0].priority)
         self.proxies = tuple(dict.fromkeys(p for _, p in self._rules if p is not None))
-        self._cache: dict[tuple[str, str, int | None], ProxyConf | None] = {}
+        self._cache: dict[tuple[bytes, bytes, int], ProxyConf | None] = {}
 
     @classmethod
     def build(cls, proxy: object, trust_env: bool) -> Routes | None:
@@ -267,16 +268,19 @@ class Routes:
         routes = cls(_environment())
         return routes if routes.proxies else None
 
-    def route(self, url: httpx.URL) -> ProxyConf | None:
-        """The proxy for `url`, or None to connect directly."""
-        key = (url.scheme, url.host, url.port)
+    def route(self, scheme: bytes, host: bytes, port: int) -> ProxyConf | None:
+        """The proxy for a request to `scheme://host:port` (the host IDNA-encoded, the
+        port always given), or None to connect directly."""
+        key = (scheme, host, port)
         try:
             return self._cache[key]
         except KeyError:
             pass
+        text = scheme.decode("ascii")
+        given = None if _DEFAULT_PORTS.get(text) == port else port  # as in a URL
         found: ProxyConf | None = None
         for rule, conf in self._rules:
-            if rule.matches(*key):
+            if rule.matches(text, host.decode("ascii"), given):
                 found = conf
                 break
         if len(self._cache) < 1024:
