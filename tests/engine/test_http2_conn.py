@@ -343,7 +343,9 @@ async def test_goaway_in_pieces_is_found_and_honoured() -> None:
     assert conn.max_streams is not None
     timeouts: dict[str, float | None] = {"read": 5, "write": 5, "pool": 5}
     sends = [
-        asyncio.create_task(conn.send(engine_request(httpx.Request("GET", f"http://h/{i}"), timeouts)))
+        asyncio.create_task(
+            conn.send(engine_request(httpx.Request("GET", f"http://h/{i}"), timeouts))
+        )
         for i in range(3)
     ]
     while len(wire.requests) < 3:

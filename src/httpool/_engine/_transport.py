@@ -28,6 +28,7 @@ from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS
 from ._messages import NO_TIMEOUTS, Request, Trace
 from ._network import NetworkBackend
 from ._proxy import Routes
+from ._proxy_config import build_routes
 from ._truststore import SYSTEM, path_context, system_context
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             msg = f"dns_ttl must be seconds >= 0 (0 turns the DNS cache off), not {dns_ttl!r}"
             raise ValueError(msg)
         self.dns = DNSCache(dns_ttl, resolver) if dns_ttl > 0 or resolver is not None else None
-        routes = proxy if isinstance(proxy, Routes) else Routes.build(proxy, trust_env)
+        routes = proxy if isinstance(proxy, Routes) else build_routes(proxy, trust_env)
         counters = H2Counters()
         dialer = Dialer(
             ssl_context=ssl_context,
