@@ -16,15 +16,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpcore2
 import httpx
 import httpx2
 
+from . import _errors
 from ._core import ResponseBody
 from ._errors import EngineError
 from ._messages import NO_TIMEOUTS, Request, Trace
 from ._transport import PoolTransport, as_httpx_limits
 
 __all__ = ["Httpx2PoolTransport"]
+
+_errors.adopt(httpcore2)  # a network backend given for tests may be httpcore2's
 
 
 def _mapped(exc: Exception, request: httpx2.Request) -> httpx2.TransportError:
@@ -47,10 +51,8 @@ class _Body(ResponseBody, httpx2.AsyncByteStream):
         return exc
 
 
-def _core_request(request: httpx2.Request) -> Any:
+def _core_request(request: httpx2.Request) -> httpcore2.Request:
     """The httpcore2 form of `request`, for the `trace` extension's `info`."""
-    import httpcore2
-
     url = request.url
     port = url.port or (443 if url.raw_scheme == b"https" else 80)
     return httpcore2.Request(
