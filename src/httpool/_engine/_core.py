@@ -35,7 +35,7 @@ from ._proxy import Routes
 from ._records import Key
 from ._scheduler import Conn, Scheduler, TransportClosedError
 
-__all__ = ["Engine", "ResponseBody", "error_name"]
+__all__ = ["Engine", "PooledResponse", "error_name"]
 
 logger = logging.getLogger("httpool.transport")
 
@@ -87,8 +87,9 @@ class _Tries:
         self.hops = 0  # connections that could not open our stream
 
 
-class ResponseBody:
-    """A response body that gives its connection back exactly once when closed.
+class PooledResponse(Response):
+    """A response on a pooled connection: its body gives the connection back exactly
+    once when closed.
 
     Errors while reading or closing are counted; `_error` turns each into what the
     reader sees (the engine's own exception here; an adapter's subclass, which is also
@@ -96,7 +97,21 @@ class ResponseBody:
     request, for its exceptions.
     """
 
-    def __init__(self, engine: Engine, conn: Conn, body: Body, request: Any) -> None:
+    __slots__ = ("_body", "_chunks", "_closed", "_conn", "_engine", "_request")
+
+    def __init__(  # noqa: PLR0917 (positional: made once per response, cheaply)
+        self,
+        engine: Engine,
+        conn: Conn,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        extensions: dict[str, Any],
+        request: Any,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.extensions = extensions
         self._engine = engine
         self._conn = conn
         self._body = body
@@ -186,10 +201,10 @@ class Engine:
     # -- requests ------------------------------------------------------------------------
 
     async def send(
-        self, request: Request, body: type[ResponseBody] = ResponseBody, tag: Any = None
-    ) -> Response:
-        """Send `request` on a pooled connection and return the streaming response, its
-        body of class `body` (given `tag`, the adapter's request)."""
+        self, request: Request, kind: type[PooledResponse] = PooledResponse, tag: Any = None
+    ) -> PooledResponse:
+        """Send `request` on a pooled connection and return the streaming response, of
+        class `kind` (an adapter's subclass, given `tag`: the adapter's request)."""
         self._check_loop()
         scheme = request.scheme
         if scheme != b"http" and scheme != b"https":  # noqa: PLR1714 (faster than a set)
@@ -221,7 +236,7 @@ class Engine:
                     if self._again(tries, exc, request, conn):
                         continue
                     raise
-                return Response(status, headers, body(self, conn, stream, tag), extensions)
+                return kind(self, conn, status, headers, stream, extensions, tag)
             msg = "the server refused new streams on every connection tried"
             raise RemoteProtocolError(msg)  # noqa: TRY301
         except BaseException as exc:

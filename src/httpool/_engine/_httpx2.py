@@ -21,9 +21,9 @@ import httpx
 import httpx2
 
 from . import _errors
-from ._core import ResponseBody
+from ._core import PooledResponse
 from ._errors import EngineError
-from ._messages import NO_TIMEOUTS, Request, Trace
+from ._messages import METHODS, NO_TIMEOUTS, Request, Trace
 from ._transport import PoolTransport, as_httpx_limits
 
 __all__ = ["Httpx2PoolTransport"]
@@ -42,7 +42,7 @@ def _mapped(exc: Exception, request: httpx2.Request) -> httpx2.TransportError:
     return httpx2.TransportError(str(exc), request=request)
 
 
-class _Body(ResponseBody, httpx2.AsyncByteStream):
+class _Body(PooledResponse, httpx2.AsyncByteStream):
     """The engine's response body as httpx2 reads it, with httpx2's exceptions."""
 
     def _error(self, exc: Exception) -> Exception:
@@ -91,7 +91,7 @@ class _RequestBody(httpx.AsyncByteStream):
             await close()
 
 
-class _ResponseBody(httpx2.AsyncByteStream):
+class _WrappedBody(httpx2.AsyncByteStream):
     """A wrapped httpx transport's response body as httpx2 reads it, with errors as
     httpx2's."""
 
@@ -152,8 +152,12 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
             body = stream
         extensions = request.extensions
         trace = extensions.get("trace")
+        try:
+            method = METHODS[request.method]
+        except KeyError:
+            method = request.method.encode("utf-8", "surrogatepass")
         sent = Request(
-            request.method.encode("utf-8", "surrogatepass"),
+            method,
             scheme,
             url.raw_host,
             url.port or (443 if scheme == b"https" else 80),
@@ -171,7 +175,7 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
         return httpx2.Response(
             response.status,
             headers=response.headers,
-            stream=response.body,  # type: ignore[arg-type]
+            stream=response,  # type: ignore[arg-type]
             extensions=response.extensions,
         )
 
@@ -198,7 +202,7 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
         return httpx2.Response(
             response.status_code,
             headers=response.headers.raw,
-            stream=_ResponseBody(response.stream, request),
+            stream=_WrappedBody(response.stream, request),
             extensions=response.extensions,
         )
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
-__all__ = ["NO_TIMEOUTS", "Body", "Request", "Response", "Trace", "once"]
+__all__ = ["METHODS", "NO_TIMEOUTS", "Body", "Request", "Response", "Trace", "once"]
 
 #: The `trace` hook: called with an event name (`http11.send_request_headers.started`,
 #: and so on, as httpcore names them) and its info; it returns an awaitable.
 Trace = Callable[[str, dict[str, Any]], Any]
 NO_TIMEOUTS: Mapping[str, float | None] = {}
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
+#: The usual methods as bytes: an adapter looks a method up here before encoding it.
+METHODS = {m: m.encode() for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
 
 
 class Body(Protocol):
@@ -85,24 +87,33 @@ class Request:
 
 
 class Response:
-    """The engine's answer: `status`, `headers` (a list of (name, value) bytes), `body`
-    (to iterate, then close) and `extensions`: `http_version`, `reason_phrase` (HTTP/1.1),
-    `stream_id` (HTTP/2) and `network_stream` (the connection's stream; the caller's
-    after a 101 or a CONNECT)."""
+    """The engine's answer: `status`, `headers` (a list of (name, value) bytes) and
+    `extensions`: `http_version`, `reason_phrase` (HTTP/1.1), `stream_id` (HTTP/2) and
+    `network_stream` (the connection's stream; the caller's after a 101 or a CONNECT).
 
-    __slots__ = ("body", "extensions", "headers", "status")
+    The response is also its body: iterate it for the bytes, then `aclose()` it (which
+    gives the connection back). `body` is the response itself, for readers who prefer
+    the name. One object per response: the engine's subclass (`_core.PooledResponse`)
+    reads the connection, and an adapter's subclass of that is also its library's byte
+    stream.
+    """
 
-    def __init__(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: Body,
-        extensions: dict[str, Any],
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.extensions = extensions
+    __slots__ = ("extensions", "headers", "status")
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    extensions: dict[str, Any]
+
+    @property
+    def body(self) -> Body:
+        """The response's body: the response itself."""
+        return self
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
 
 
 async def once(data: bytes) -> AsyncIterator[bytes]:

@@ -19,13 +19,13 @@ import httpcore
 import httpx
 
 from . import _errors
-from ._core import Engine, ResponseBody, error_name
+from ._core import Engine, PooledResponse, error_name
 from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
 from ._errors import EngineError
 from ._http2 import H2Counters
 from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS
-from ._messages import NO_TIMEOUTS, Request, Trace
+from ._messages import METHODS, NO_TIMEOUTS, Request, Trace
 from ._network import NetworkBackend
 from ._proxy import Routes
 from ._proxy_config import build_routes
@@ -129,7 +129,7 @@ def _httpcore_trace(trace: Any, request: httpx.Request) -> Trace:
     return hook
 
 
-class _ResponseStream(ResponseBody, httpx.AsyncByteStream):
+class _ResponseStream(PooledResponse, httpx.AsyncByteStream):
     """The engine's response body as httpx reads it, with httpx's exceptions."""
 
     def _error(self, exc: Exception) -> Exception:
@@ -278,8 +278,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
             raise TypeError(msg)
         extensions = request.extensions
         trace = extensions.get("trace")
+        try:
+            method = METHODS[request.method]
+        except KeyError:
+            method = request.method.encode("utf-8", "surrogatepass")
         sent = Request(
-            request.method.encode("utf-8", "surrogatepass"),
+            method,
             scheme,
             url.raw_host,
             url.port or (443 if scheme == b"https" else 80),
@@ -297,7 +301,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=response.body,  # type: ignore[arg-type]
+            stream=response,  # type: ignore[arg-type]
             extensions=response.extensions,
         )
 
