@@ -91,10 +91,11 @@ class PooledResponse(Response):
     """A response on a pooled connection: its body gives the connection back exactly
     once when closed.
 
-    Errors while reading or closing are counted; `_error` turns each into what the
-    reader sees (the engine's own exception here; an adapter's subclass, which is also
-    its library's byte stream, maps it to its library's). `request` is the adapter's
-    request, for its exceptions.
+    An adapter's subclass, which is also its library's byte stream, says what
+    `Engine.send` gives back (`answer`: its library's response around this one) and how
+    the engine's exceptions look to its callers (`mapped`: its library's); `request` is
+    the adapter's request, for those exceptions. Errors while reading or closing are
+    counted.
     """
 
     __slots__ = ("_body", "_chunks", "_closed", "_conn", "_engine", "_request")
@@ -119,8 +120,25 @@ class PooledResponse(Response):
         self._request = request
         self._closed = False
 
-    def _error(self, exc: Exception) -> Exception:
-        """What the reader sees for the engine's `exc`."""
+    @classmethod
+    def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
+        cls,
+        engine: Engine,
+        conn: Conn,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        extensions: dict[str, Any],
+        request: Any,
+    ) -> Any:
+        """What `Engine.send` returns: the response itself (an adapter's subclass: its
+        library's response, streaming this one)."""
+        return cls(engine, conn, status, headers, body, extensions, request)
+
+    @staticmethod
+    def mapped(exc: Exception, request: Any) -> Exception:
+        """What the caller sees for the engine's `exc`: `exc` itself (an adapter's
+        subclass: its library's exception of the same name)."""
         return exc
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -135,7 +153,7 @@ class PooledResponse(Response):
             raise
         except Exception as exc:
             self._engine.count(exc)
-            mapped = self._error(exc)
+            mapped = self.mapped(exc, self._request)
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -148,7 +166,7 @@ class PooledResponse(Response):
             await self._body.aclose()
         except Exception as exc:
             self._engine.count(exc)
-            mapped = self._error(exc)
+            mapped = self.mapped(exc, self._request)
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -202,9 +220,14 @@ class Engine:
 
     async def send(
         self, request: Request, kind: type[PooledResponse] = PooledResponse, tag: Any = None
-    ) -> PooledResponse:
-        """Send `request` on a pooled connection and return the streaming response, of
-        class `kind` (an adapter's subclass, given `tag`: the adapter's request)."""
+    ) -> Any:
+        """Send `request` on a pooled connection and return the streaming response.
+
+        `kind` is the response class (an adapter's subclass of `PooledResponse`, given
+        `tag`: the adapter's request): what is returned is its `answer`, and what is
+        raised for the engine's exceptions its `mapped` ones. So an adapter returns this
+        coroutine as its own, with no layer of its own around it.
+        """
         self._check_loop()
         scheme = request.scheme
         if scheme != b"http" and scheme != b"https":  # noqa: PLR1714 (faster than a set)
@@ -212,7 +235,7 @@ class Engine:
                 f"Request URL has an unsupported protocol '{scheme.decode('ascii', 'replace')}"
                 "://' (use http or https)"
             )
-            raise UnsupportedProtocol(msg)
+            raise kind.mapped(UnsupportedProtocol(msg), tag)
         key: Key = (scheme, request.host, request.port)
         if self._routes is not None:
             via = self._routes.route(scheme, request.host, request.port)
@@ -236,12 +259,18 @@ class Engine:
                     if self._again(tries, exc, request, conn):
                         continue
                     raise
-                return kind(self, conn, status, headers, stream, extensions, tag)
+                return kind.answer(self, conn, status, headers, stream, extensions, tag)
             msg = "the server refused new streams on every connection tried"
             raise RemoteProtocolError(msg)  # noqa: TRY301
-        except BaseException as exc:
+        except Exception as exc:
             self._in_flight -= 1
             self.count(exc)
+            mapped = kind.mapped(exc, tag)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        except BaseException:
+            self._in_flight -= 1
             raise
 
     def _again(self, tries: _Tries, exc: BaseException, request: Request, conn: Conn) -> bool:

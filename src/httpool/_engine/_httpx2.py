@@ -13,7 +13,7 @@ when httpx2 is not installed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import httpcore2
@@ -21,9 +21,10 @@ import httpx
 import httpx2
 
 from . import _errors
-from ._core import PooledResponse
+from ._core import Engine, PooledResponse
 from ._errors import EngineError
-from ._messages import METHODS, NO_TIMEOUTS, Request, Trace
+from ._messages import METHODS, NO_TIMEOUTS, Body, Request, Trace
+from ._records import Conn
 from ._transport import PoolTransport, as_httpx_limits
 
 __all__ = ["Httpx2PoolTransport"]
@@ -43,12 +44,33 @@ def _mapped(exc: Exception, request: httpx2.Request) -> httpx2.TransportError:
 
 
 class _Body(PooledResponse, httpx2.AsyncByteStream):
-    """The engine's response body as httpx2 reads it, with httpx2's exceptions."""
+    """The engine's response as httpx2 reads it: its body stream, with httpx2's
+    exceptions."""
 
-    def _error(self, exc: Exception) -> Exception:
+    @staticmethod
+    def mapped(exc: Exception, request: Any) -> Exception:
         if isinstance(exc, EngineError.caught):
-            return _mapped(exc, self._request)
+            return _mapped(exc, request)
         return exc
+
+    @classmethod
+    def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
+        cls,
+        engine: Engine,
+        conn: Conn,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        extensions: dict[str, Any],
+        request: Any,
+    ) -> httpx2.Response:
+        """The `httpx2.Response` streaming this response."""
+        return httpx2.Response(
+            status,
+            headers=headers,
+            stream=cls(engine, conn, status, headers, body, extensions, request),
+            extensions=extensions,
+        )
 
 
 def _core_request(request: httpx2.Request) -> httpcore2.Request:
@@ -134,11 +156,16 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
         # transport (a policy wrapper around one) is sent httpx requests.
         self._core = self.engine.engine if isinstance(self.engine, PoolTransport) else None
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Send `request` on the engine and return the streaming response."""
+    def handle_async_request(self, request: httpx2.Request) -> Coroutine[Any, Any, httpx2.Response]:
+        """Send `request` on the engine and return the streaming response.
+
+        (On a `PoolTransport`'s engine, the engine's coroutine is returned as this
+        method's own: awaited, it gives the `httpx2.Response`, and raises httpx2's
+        exceptions.)
+        """
         core = self._core
         if core is None:
-            return await self._through_httpx(request)
+            return self._through_httpx(request)
         url = request.url
         scheme = url.raw_scheme
         stream = request.stream
@@ -168,16 +195,7 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
             extensions.get("sni_hostname"),
             None if trace is None else _httpcore2_trace(trace, request),
         )
-        try:
-            response = await core.send(sent, _Body, request)
-        except EngineError.caught as exc:
-            raise _mapped(exc, request) from exc
-        return httpx2.Response(
-            response.status,
-            headers=response.headers,
-            stream=response,  # type: ignore[arg-type]
-            extensions=response.extensions,
-        )
+        return core.send(sent, _Body, request)
 
     async def _through_httpx(self, request: httpx2.Request) -> httpx2.Response:
         """Send `request` through the wrapped httpx transport, as an httpx request."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 import httpcore
@@ -22,13 +22,13 @@ from . import _errors
 from ._core import Engine, PooledResponse, error_name
 from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
-from ._errors import EngineError
 from ._http2 import H2Counters
 from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS
-from ._messages import METHODS, NO_TIMEOUTS, Request, Trace
+from ._messages import METHODS, NO_TIMEOUTS, Body, Request, Trace
 from ._network import NetworkBackend
 from ._proxy import Routes
 from ._proxy_config import build_routes
+from ._records import Conn
 from ._truststore import SYSTEM, path_context, system_context
 
 if TYPE_CHECKING:
@@ -130,10 +130,28 @@ def _httpcore_trace(trace: Any, request: httpx.Request) -> Trace:
 
 
 class _ResponseStream(PooledResponse, httpx.AsyncByteStream):
-    """The engine's response body as httpx reads it, with httpx's exceptions."""
+    """The engine's response as httpx reads it: its body stream, with httpx's exceptions."""
 
-    def _error(self, exc: Exception) -> Exception:
-        return map_error(exc, self._request)
+    mapped = staticmethod(map_error)
+
+    @classmethod
+    def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
+        cls,
+        engine: Engine,
+        conn: Conn,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        extensions: dict[str, Any],
+        request: Any,
+    ) -> httpx.Response:
+        """The `httpx.Response` streaming this response."""
+        return httpx.Response(
+            status_code=status,
+            headers=headers,
+            stream=cls(engine, conn, status, headers, body, extensions, request),
+            extensions=extensions,
+        )
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
@@ -260,8 +278,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
     # -- requests ------------------------------------------------------------------------
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send `request` on a pooled connection and return the streaming response."""
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+        """Send `request` on a pooled connection and return the streaming response.
+
+        (The engine's coroutine is returned as this method's own: awaited, it gives the
+        `httpx.Response`, and raises httpx's exceptions.)
+        """
         url = request.url
         scheme = url.raw_scheme
         stream = request.stream
@@ -294,16 +316,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             extensions.get("sni_hostname"),
             None if trace is None else _httpcore_trace(trace, request),
         )
-        try:
-            response = await self.engine.send(sent, _ResponseStream, request)
-        except EngineError.caught as exc:
-            raise map_error(exc, request) from exc
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=response,  # type: ignore[arg-type]
-            extensions=response.extensions,
-        )
+        return self.engine.send(sent, _ResponseStream, request)
 
     # -- lifecycle -----------------------------------------------------------------------
 
