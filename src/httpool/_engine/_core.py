@@ -35,7 +35,7 @@ from ._proxy import Routes
 from ._records import Key
 from ._scheduler import Conn, Scheduler, TransportClosedError
 
-__all__ = ["Engine", "PooledResponse", "error_name"]
+__all__ = ["Engine", "PooledBody", "error_name"]
 
 logger = logging.getLogger("httpool.transport")
 
@@ -87,32 +87,20 @@ class _Tries:
         self.hops = 0  # connections that could not open our stream
 
 
-class PooledResponse(Response):
-    """A response on a pooled connection: its body gives the connection back exactly
-    once when closed.
+class PooledBody:
+    """A response body on a pooled connection: it gives the connection back exactly once
+    when closed.
 
     An adapter's subclass, which is also its library's byte stream, says what
-    `Engine.send` gives back (`answer`: its library's response around this one) and how
-    the engine's exceptions look to its callers (`mapped`: its library's); `request` is
-    the adapter's request, for those exceptions. Errors while reading or closing are
+    `Engine.send` gives back (`answer`: its library's response streaming this body) and
+    how the engine's exceptions look to its callers (`mapped`: its library's); `request`
+    is the adapter's request, for those exceptions. Errors while reading or closing are
     counted.
     """
 
     __slots__ = ("_body", "_chunks", "_closed", "_conn", "_engine", "_request")
 
-    def __init__(  # noqa: PLR0917 (positional: made once per response, cheaply)
-        self,
-        engine: Engine,
-        conn: Conn,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: Body,
-        extensions: dict[str, Any],
-        request: Any,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.extensions = extensions
+    def __init__(self, engine: Engine, conn: Conn, body: Body, request: Any) -> None:
         self._engine = engine
         self._conn = conn
         self._body = body
@@ -131,9 +119,9 @@ class PooledResponse(Response):
         extensions: dict[str, Any],
         request: Any,
     ) -> Any:
-        """What `Engine.send` returns: the response itself (an adapter's subclass: its
-        library's response, streaming this one)."""
-        return cls(engine, conn, status, headers, body, extensions, request)
+        """What `Engine.send` returns: the engine's `Response` (an adapter's subclass:
+        its library's response)."""
+        return Response(status, headers, cls(engine, conn, body, request), extensions)
 
     @staticmethod
     def mapped(exc: Exception, request: Any) -> Exception:
@@ -219,13 +207,13 @@ class Engine:
     # -- requests ------------------------------------------------------------------------
 
     async def send(
-        self, request: Request, kind: type[PooledResponse] = PooledResponse, tag: Any = None
+        self, request: Request, kind: type[PooledBody] = PooledBody, tag: Any = None
     ) -> Any:
         """Send `request` on a pooled connection and return the streaming response.
 
-        `kind` is the response class (an adapter's subclass of `PooledResponse`, given
-        `tag`: the adapter's request): what is returned is its `answer`, and what is
-        raised for the engine's exceptions its `mapped` ones. So an adapter returns this
+        `kind` is the body's class (an adapter's subclass of `PooledBody`, given `tag`:
+        the adapter's request): what is returned is its `answer` (a `Response` here),
+        and what is raised for the engine's exceptions its `mapped` ones. So an adapter returns this
         coroutine as its own, with no layer of its own around it.
         """
         self._check_loop()

@@ -314,7 +314,10 @@ class HTTP11Connection:
                 async with _Traced(trace, "response_closed", {}):
                     await self.aclose()
             raise
-        return status, headers, _Body(self, read_timeout, trace, request), extensions
+        # The request is kept only for the trace hook: a response body outlives its send,
+        # and the request (its header list, its timeouts) should not live on with it.
+        kept = None if trace is None else request
+        return status, headers, _Body(self, read_timeout, trace, kept), extensions
 
     async def _exchange_traced(
         self, request: Request, timeouts: Any, trace: Trace
@@ -901,7 +904,7 @@ class _Body:
         conn: HTTP11Connection,
         timeout: float | None,
         trace: Trace | None,
-        request: Request,
+        request: Request | None,
     ) -> None:
         self._conn = conn
         self._timeout = timeout

@@ -21,7 +21,7 @@ import httpx
 import httpx2
 
 from . import _errors
-from ._core import Engine, PooledResponse
+from ._core import Engine, PooledBody
 from ._errors import EngineError
 from ._messages import METHODS, NO_TIMEOUTS, Body, Request, Trace
 from ._records import Conn
@@ -43,9 +43,8 @@ def _mapped(exc: Exception, request: httpx2.Request) -> httpx2.TransportError:
     return httpx2.TransportError(str(exc), request=request)
 
 
-class _Body(PooledResponse, httpx2.AsyncByteStream):
-    """The engine's response as httpx2 reads it: its body stream, with httpx2's
-    exceptions."""
+class _Body(PooledBody, httpx2.AsyncByteStream):
+    """The engine's response body as httpx2 reads it, with httpx2's exceptions."""
 
     @staticmethod
     def mapped(exc: Exception, request: Any) -> Exception:
@@ -64,11 +63,11 @@ class _Body(PooledResponse, httpx2.AsyncByteStream):
         extensions: dict[str, Any],
         request: Any,
     ) -> httpx2.Response:
-        """The `httpx2.Response` streaming this response."""
+        """The `httpx2.Response` streaming this body."""
         return httpx2.Response(
             status,
             headers=headers,
-            stream=cls(engine, conn, status, headers, body, extensions, request),
+            stream=cls(engine, conn, body, request),
             extensions=extensions,
         )
 

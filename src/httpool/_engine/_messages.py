@@ -87,33 +87,28 @@ class Request:
 
 
 class Response:
-    """The engine's answer: `status`, `headers` (a list of (name, value) bytes) and
+    """The engine's answer: `status`, `headers` (a list of (name, value) bytes), `body`
+    (iterate it for the bytes, then `aclose()` it: that gives the connection back) and
     `extensions`: `http_version`, `reason_phrase` (HTTP/1.1), `stream_id` (HTTP/2) and
     `network_stream` (the connection's stream; the caller's after a 101 or a CONNECT).
 
-    The response is also its body: iterate it for the bytes, then `aclose()` it (which
-    gives the connection back). `body` is the response itself, for readers who prefer
-    the name. One object per response: the engine's subclass (`_core.PooledResponse`)
-    reads the connection, and an adapter's subclass of that is also its library's byte
-    stream.
+    An adapter gets its library's response instead, built from the same values (see
+    `_core.PooledBody.answer`), so no `Response` is made on its way.
     """
 
-    __slots__ = ("extensions", "headers", "status")
+    __slots__ = ("body", "extensions", "headers", "status")
 
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    extensions: dict[str, Any]
-
-    @property
-    def body(self) -> Body:
-        """The response's body: the response itself."""
-        return self
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        extensions: dict[str, Any],
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.extensions = extensions
 
 
 async def once(data: bytes) -> AsyncIterator[bytes]:

@@ -19,7 +19,7 @@ import httpcore
 import httpx
 
 from . import _errors
-from ._core import Engine, PooledResponse, error_name
+from ._core import Engine, PooledBody, error_name
 from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
 from ._http2 import H2Counters
@@ -129,8 +129,8 @@ def _httpcore_trace(trace: Any, request: httpx.Request) -> Trace:
     return hook
 
 
-class _ResponseStream(PooledResponse, httpx.AsyncByteStream):
-    """The engine's response as httpx reads it: its body stream, with httpx's exceptions."""
+class _ResponseStream(PooledBody, httpx.AsyncByteStream):
+    """The engine's response body as httpx reads it, with httpx's exceptions."""
 
     mapped = staticmethod(map_error)
 
@@ -145,11 +145,11 @@ class _ResponseStream(PooledResponse, httpx.AsyncByteStream):
         extensions: dict[str, Any],
         request: Any,
     ) -> httpx.Response:
-        """The `httpx.Response` streaming this response."""
+        """The `httpx.Response` streaming this body."""
         return httpx.Response(
             status_code=status,
             headers=headers,
-            stream=cls(engine, conn, status, headers, body, extensions, request),
+            stream=cls(engine, conn, body, request),
             extensions=extensions,
         )
 
