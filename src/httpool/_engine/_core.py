@@ -231,11 +231,12 @@ class Engine:
                 key = (*key, via)
         pool_timeout = request.timeouts.get("pool")
         scheduler = self._scheduler
-        tries = _Tries()
+        tries: _Tries | None = None  # made at the first failure: most requests have none
+        fresh = False
         self._in_flight += 1
         try:
             for _ in range(MAX_ATTEMPTS):
-                conn = await scheduler.acquire(key, pool_timeout, tries.fresh)
+                conn = await scheduler.acquire(key, pool_timeout, fresh)
                 try:
                     if conn.inner is None:
                         await scheduler.connect(conn, request)
@@ -244,7 +245,10 @@ class Engine:
                     status, headers, stream, extensions = await inner.send(request)
                 except BaseException as exc:
                     scheduler.release(conn)
+                    if tries is None:
+                        tries = _Tries()
                     if self._again(tries, exc, request, conn):
+                        fresh = tries.fresh
                         continue
                     raise
                 return kind.answer(self, conn, status, headers, stream, extensions, tag)
