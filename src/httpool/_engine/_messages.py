@@ -1,8 +1,10 @@
 """What the engine exchanges: a request and a response as plain values.
 
 The adapters (`PoolTransport` for httpx, `Httpx2PoolTransport` for httpx2) turn their
-library's request into a `Request` and the engine's `Response` into their library's.
-Both are slotted classes built once per request: no parsing, no copying of headers.
+library's request into a `Request` (a slotted class, built once per request from the
+parts their library already holds: no parsing, no copying of headers) and get their
+library's response straight from the response's parts (see `_core.PooledBody`); the
+engine's own callers get a `Response`.
 """
 
 from __future__ import annotations
