@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpcore2
+import httpx
 import httpx2
 import pytest
 
@@ -108,3 +109,48 @@ async def test_engine_errors_are_httpx2s_and_counted_once() -> None:
             await client.get("ftp://127.0.0.1/")
     assert info.value.request.url.scheme == "http"
     assert transport.stats()["errors"] == {"ConnectError": 1}
+
+
+class _Failing(httpx.AsyncByteStream):
+    """An httpx response body that fails while read (`ReadError`) or when closed."""
+
+    def __init__(self, on_close: bool) -> None:
+        self.on_close = on_close
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"part"
+        if not self.on_close:
+            raise httpx.ReadError("cut by the test")
+
+    async def aclose(self) -> None:
+        if self.on_close:
+            raise httpx.CloseError("close failed in the test")
+
+
+async def test_over_another_httpx_transport_bodies_and_errors_are_httpx2s() -> None:
+    """Over an httpx transport that is not httpool's (as a policy wrapper is), a streamed
+    upload reaches it, and its errors, before or while the body is read or closed, are
+    httpx2's."""
+    uploads: list[bytes] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        uploads.append(await request.aread())
+        if request.url.path == "/refused":
+            raise httpx.ConnectError("refused by the test", request=request)
+        stream = _Failing(on_close=request.url.path == "/close")
+        return httpx.Response(200, stream=stream)
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"up,"
+        yield b"load"
+
+    transport = httpool.Httpx2PoolTransport(engine=httpx.MockTransport(handle))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://mock.test") as client:
+        with pytest.raises(httpx2.ReadError, match="cut by the test"):
+            await client.post("/read", content=parts())
+        with pytest.raises(httpx2.ConnectError, match="refused by the test"):
+            await client.get("/refused")
+        response = await client.send(client.build_request("GET", "/close"), stream=True)
+        with pytest.raises(httpx2.CloseError, match="close failed"):
+            await response.aclose()
+    assert uploads[0] == b"up,load"
