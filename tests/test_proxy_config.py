@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 import httpool
-from httpool._engine._proxy import Routes, masked, parse_proxy, proxy_label
+from httpool._engine._proxy import ProxyConf, Routes, masked
+from httpool._engine._proxy_config import build_routes, parse_proxy, proxy_label
 
 ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
 
@@ -21,11 +22,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
+def route_of(routes: Routes, text: str) -> ProxyConf | None:
+    """The proxy `routes` picks for a request to the URL `text`."""
+    url = httpx.URL(text)
+    port = url.port or (443 if url.raw_scheme == b"https" else 80)
+    return routes.route(url.raw_scheme, url.raw_host, port)
+
+
 def route(url: str) -> str | None:
-    routes = Routes.build(None, trust_env=True)
+    routes = build_routes(None, trust_env=True)
     if routes is None:
         return None
-    proxy = routes.route(httpx.URL(url))
+    proxy = route_of(routes, url)
     return None if proxy is None else str(proxy.url)
 
 
@@ -124,17 +132,17 @@ def test_no_proxy_matching(
 def test_trust_env_false_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """`trust_env=False` reads no proxy variable."""
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
-    assert Routes.build(None, trust_env=False) is None
-    assert Routes.build(None, trust_env=True) is not None
+    assert build_routes(None, trust_env=False) is None
+    assert build_routes(None, trust_env=True) is not None
 
 
 def test_the_given_proxy_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """`Provider(proxy=...)` is used for every URL, whatever NO_PROXY says (as in httpx)."""
     monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy:3128")
     monkeypatch.setenv("NO_PROXY", "example.com")
-    routes = Routes.build("http://given:8080", trust_env=True)
+    routes = build_routes("http://given:8080", trust_env=True)
     assert routes is not None
-    chosen = routes.route(httpx.URL("https://example.com"))
+    chosen = route_of(routes, "https://example.com")
     assert chosen is not None
     assert chosen.label == "http://given:8080"
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import httpx
 
-from ._engine._proxy import proxy_label
+from ._engine._proxy_config import proxy_label
 from ._engine._transport import as_httpx_limits
 from ._errors import ConfigError
 from ._policy import Breaker, RateLimit, Retry, validate_policy

@@ -308,13 +308,13 @@ def _allowed_origins(where: str, value: object) -> tuple[str, ...]:
 
 
 def _proxy(where: str, value: object, transport: object) -> object:
-    from ._engine._proxy import Routes
+    from ._engine._proxy_config import build_routes
     from ._engine._proxy_transports import check_support
 
     if value is None:
         return None
     try:
-        routes = Routes.build(value, trust_env=False)
+        routes = build_routes(value, trust_env=False)
     except (TypeError, ValueError) as exc:  # the message shows the URL masked
         raise _fail(where, "proxy", str(exc)) from None
     if isinstance(transport, str):  # a transport given as an object is used as it is

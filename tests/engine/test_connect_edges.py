@@ -13,9 +13,9 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 
-import httpcore
 import pytest
 
+from httpool._engine import _errors
 from httpool._engine._asyncio_backend import AsyncioBackend
 from httpool._engine._dns import (
     MAX_NAMES,
@@ -61,19 +61,19 @@ async def closing_server() -> AsyncIterator[int]:
 
 
 async def test_a_tls_handshake_that_hangs_is_a_connect_timeout(silent_server: int) -> None:
-    """A server that never answers the TLS hello fails within the timeout, as httpcore's
+    """A server that never answers the TLS hello fails within the timeout, as the engine's
     ConnectTimeout, and the connection is closed."""
     stream = await AsyncioBackend().connect_tcp("127.0.0.1", silent_server, timeout=5)
-    with pytest.raises(httpcore.ConnectTimeout, match="TLS handshake timed out"):
+    with pytest.raises(_errors.ConnectTimeout, match="TLS handshake timed out"):
         await stream.start_tls(ssl.create_default_context(), "localhost", timeout=0.2)
-    with pytest.raises(httpcore.WriteError, match="closed"):
+    with pytest.raises(_errors.WriteError, match="closed"):
         await stream.write(b"GET / HTTP/1.1\r\n\r\n")
 
 
 async def test_a_tls_handshake_refused_is_a_connect_error(closing_server: int) -> None:
     """A server that drops the connection during the handshake is a ConnectError."""
     stream = await AsyncioBackend().connect_tcp("127.0.0.1", closing_server, timeout=5)
-    with pytest.raises(httpcore.ConnectError):
+    with pytest.raises(_errors.ConnectError):
         await stream.start_tls(ssl.create_default_context(), "localhost", timeout=5)
 
 
@@ -85,7 +85,7 @@ async def test_a_cancelled_tls_handshake_closes_the_connection(silent_server: in
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    with pytest.raises(httpcore.WriteError, match="closed"):
+    with pytest.raises(_errors.WriteError, match="closed"):
         await stream.write(b"x")
 
 
@@ -105,14 +105,14 @@ async def test_socket_options_are_applied(silent_server: int) -> None:
 async def test_connecting_a_socket_that_cannot_be_used_closes_it() -> None:
     """`connect_socket` with a socket asyncio refuses (not connected) closes it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with pytest.raises((httpcore.ConnectError, ValueError, OSError)):
+    with pytest.raises((_errors.ConnectError, ValueError, OSError)):
         await AsyncioBackend().connect_socket(sock, timeout=5)
     assert sock.fileno() == -1
 
 
 async def test_nothing_listening_is_a_connect_error() -> None:
-    """A refused connection is httpcore's ConnectError, with the system's message."""
-    with pytest.raises(httpcore.ConnectError, match=r"\S"):
+    """A refused connection is the engine's ConnectError, with the system's message."""
+    with pytest.raises(_errors.ConnectError, match=r"\S"):
         await AsyncioBackend().connect_tcp("127.0.0.1", free_port(), timeout=5)
 
 

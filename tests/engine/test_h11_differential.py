@@ -24,7 +24,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from httpool._engine._errors import RemoteProtocolError
 from httpool._engine._http11 import MAX_HEAD_SIZE, HTTP11Connection
+
+from .messages import engine_request
 
 DIFFERENCES = {
     "ctl": "a control character other than HTAB in a header value or reason phrase: RFC "
@@ -123,7 +126,7 @@ def by_httpool(case: Case) -> Outcome:
     method = "HEAD" if case.method == "HEAD" else "GET"
     request = httpx.Request(method, "http://example.com/", headers=request_headers(case)[1:])
     try:
-        status, headers, body, extensions = run(conn.send(request, {}))
+        status, headers, body, extensions = run(conn.send(engine_request(request)))
         chunks = []
 
         async def read_all() -> None:
@@ -131,7 +134,7 @@ def by_httpool(case: Case) -> Outcome:
             await body.aclose()
 
         run(read_all())
-    except httpcore.RemoteProtocolError as exc:
+    except RemoteProtocolError as exc:
         return Outcome("error", error=str(exc))
     except StarvedError:
         return Outcome("starved")

@@ -19,6 +19,7 @@ from httpool._engine._transport import PoolTransport
 from ..servers import serve_app
 from ..upstream import Upstream
 from .conftest import assert_clean
+from .messages import engine_request
 from .servers import RawHTTPServer
 from .test_h11_differential import FakeStream, run
 
@@ -386,7 +387,7 @@ def test_leftover_bytes_make_a_connection_unavailable() -> None:
     response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     stream = FakeStream([response + b"\r\n"], eof=False)
     conn = HTTP11Connection(stream, None)
-    _, _, body, _ = run(conn.send(httpx.Request("GET", "http://a/"), {}))
+    _, _, body, _ = run(conn.send(engine_request(httpx.Request("GET", "http://a/"))))
     run(body.aclose())
     assert not conn.is_available()
     assert conn.is_closed()
@@ -394,7 +395,7 @@ def test_leftover_bytes_make_a_connection_unavailable() -> None:
 
     stream = FakeStream([response], eof=False)
     conn = HTTP11Connection(stream, None)
-    _, _, body, _ = run(conn.send(httpx.Request("GET", "http://a/"), {}))
+    _, _, body, _ = run(conn.send(engine_request(httpx.Request("GET", "http://a/"))))
     run(body.aclose())
     assert conn.is_available()
     assert not conn.has_expired()
@@ -411,7 +412,7 @@ def test_small_request_is_one_write_and_large_ones_are_sliced() -> None:
 
     def exchange(request: httpx.Request) -> list[bytes]:
         stream.written.clear()
-        _, _, body, _ = run(conn.send(request, {}))
+        _, _, body, _ = run(conn.send(engine_request(request)))
         run(body.aclose())
         return list(stream.written)
 

@@ -16,9 +16,11 @@ import pytest
 from hyperframe.frame import GoAwayFrame
 
 from httpool._engine import _http2
+from httpool._engine._errors import ConnectionNotAvailable, StreamNotProcessed
 from httpool._engine._transport import PoolTransport
 
 from .conftest import assert_clean
+from .messages import engine_request
 from .rawh2 import ScriptedH2Server
 
 pytestmark = pytest.mark.anyio
@@ -341,7 +343,9 @@ async def test_goaway_in_pieces_is_found_and_honoured() -> None:
     assert conn.max_streams is not None
     timeouts: dict[str, float | None] = {"read": 5, "write": 5, "pool": 5}
     sends = [
-        asyncio.create_task(conn.send(httpx.Request("GET", f"http://h/{i}"), timeouts))
+        asyncio.create_task(
+            conn.send(engine_request(httpx.Request("GET", f"http://h/{i}"), timeouts))
+        )
         for i in range(3)
     ]
     while len(wire.requests) < 3:
@@ -351,12 +355,12 @@ async def test_goaway_in_pieces_is_found_and_honoured() -> None:
     wire.push(GoAwayFrame(0, last_stream_id=3).serialize())
     wire.answer(3, b"three")
     first, second = await sends[0], await sends[1]
-    with pytest.raises(_http2.StreamNotProcessed, match="not processed"):
+    with pytest.raises(StreamNotProcessed, match="not processed"):
         await sends[2]
     assert [b"".join([c async for c in r[2]]) for r in (first, second)] == [b"one" * 700, b"three"]
     assert not conn.is_available()
-    with pytest.raises(httpcore.ConnectionNotAvailable):
-        await conn.send(httpx.Request("GET", "http://h/late"), timeouts)
+    with pytest.raises(ConnectionNotAvailable):
+        await conn.send(engine_request(httpx.Request("GET", "http://h/late"), timeouts))
     await conn.aclose()
     assert conn.is_closed()
 

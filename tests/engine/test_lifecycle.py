@@ -98,7 +98,7 @@ def test_use_from_another_event_loop_says_what_to_do(upstream: Upstream) -> None
 async def test_transport_made_inside_a_loop_is_bound_to_it() -> None:
     """A transport constructed while a loop runs records that loop at once."""
     transport = PoolTransport()
-    assert transport._loop is asyncio.get_running_loop()
+    assert transport.engine._loop is asyncio.get_running_loop()
     await transport.aclose()
 
 

@@ -198,11 +198,11 @@ def make_transport(provider: Provider) -> httpx.AsyncBaseTransport:
 
 def _routes(provider: Provider, where: str) -> Any:
     """The provider's proxy routes (its own proxy, else the environment's), or None."""
-    from .._engine._proxy import Routes
+    from .._engine._proxy_config import build_routes
     from .._errors import ConfigError
 
     try:
-        return Routes.build(provider.proxy, provider.trust_env)
+        return build_routes(provider.proxy, provider.trust_env)
     except (TypeError, ValueError) as exc:  # a bad proxy in the environment
         msg = f"{where}: the proxy from the environment is unusable: {exc}"
         raise ConfigError(msg) from None
@@ -222,7 +222,9 @@ def verify_option(provider: Provider) -> Any:
 
 
 def _httpx(proxy: Any, auth_header: bool = False) -> httpx.Proxy | None:
-    return None if proxy is None else proxy.as_httpx(auth_header=auth_header)
+    from .._engine._proxy_config import as_httpx
+
+    return None if proxy is None else as_httpx(proxy, auth_header=auth_header)
 
 
 def common_options(provider: Provider) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The asyncio network backend: httpcore-compatible streams on plain asyncio transports.
+"""The asyncio network backend: the engine's network streams on plain asyncio transports.
 
 `AsyncioBackend` connects with `loop.create_connection` (no per-read cancel scopes; a host
 name through httpool's Happy Eyeballs, RFC 8305, on every loop); a
@@ -14,9 +14,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-import httpcore
-
 from ._dns import DNSCache, happy_eyeballs, is_ip, system_resolver
+from ._errors import ConnectError, ConnectTimeout, ReadError, ReadTimeout, WriteError, WriteTimeout
+from ._network import NetworkStream
 
 __all__ = ["AsyncioBackend"]
 
@@ -61,7 +61,7 @@ class _Protocol(asyncio.Protocol):
         self.eof = True
         self.error = exc
         _wake(self.waiter)
-        _wake(self.drainer, httpcore.WriteError(str(exc or "connection closed")))
+        _wake(self.drainer, WriteError(str(exc or "connection closed")))
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -75,8 +75,8 @@ def _timed_out(future: asyncio.Future[None], exc: type[Exception]) -> None:
     _wake(future, exc())
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    """An httpcore network stream over an asyncio transport and `_Protocol`."""
+class _Stream:
+    """A network stream over an asyncio transport and `_Protocol` (see `_network`)."""
 
     def __init__(self, protocol: _Protocol) -> None:
         self._protocol = protocol
@@ -97,10 +97,10 @@ class _Stream(httpcore.AsyncNetworkStream):
         while not protocol.chunks:
             if protocol.eof:
                 if protocol.error is not None:
-                    raise httpcore.ReadError(str(protocol.error))
+                    raise ReadError(str(protocol.error))
                 return b""
             protocol.waiter = self._loop.create_future()
-            await self._wait(protocol.waiter, timeout, httpcore.ReadTimeout)
+            await self._wait(protocol.waiter, timeout, ReadTimeout)
         chunk = protocol.chunks.popleft()
         if len(chunk) > max_bytes:
             protocol.chunks.appendleft(chunk[max_bytes:])
@@ -115,13 +115,13 @@ class _Stream(httpcore.AsyncNetworkStream):
         protocol = self._protocol
         if protocol.error is not None or protocol.aborted:
             msg = "the connection is closed"
-            raise httpcore.WriteError(msg)
+            raise WriteError(msg)
         if not buffer or protocol.eof:
             return  # as a socket would, until a reset: the next read tells what happened
         protocol.transport.write(buffer)
         if protocol.writing_paused:
             protocol.drainer = self._loop.create_future()
-            await self._wait(protocol.drainer, timeout, httpcore.WriteTimeout)
+            await self._wait(protocol.drainer, timeout, WriteTimeout)
 
     async def aclose(self) -> None:
         self.close()
@@ -136,7 +136,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         ssl_context: Any,
         server_hostname: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> NetworkStream:
         protocol = self._protocol
         try:
             async with asyncio.timeout(timeout):
@@ -146,10 +146,10 @@ class _Stream(httpcore.AsyncNetworkStream):
         except TimeoutError:
             self.close()
             msg = "TLS handshake timed out"
-            raise httpcore.ConnectTimeout(msg) from None
+            raise ConnectTimeout(msg) from None
         except (OSError, ConnectionError) as exc:  # ssl.SSLError is an OSError
             self.close()
-            raise httpcore.ConnectError(str(exc)) from exc
+            raise ConnectError(str(exc)) from exc
         except BaseException:
             self.close()
             raise
@@ -166,8 +166,8 @@ class _Stream(httpcore.AsyncNetworkStream):
         return protocol.transport.get_extra_info(names.get(info, info))
 
 
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend on plain asyncio transports.
+class AsyncioBackend:
+    """The engine's network backend (see `_network`) on plain asyncio transports.
 
     A host name is resolved (through the `DNSCache` when there is one, else by the
     system's resolver for each connection) and connected by httpool's Happy Eyeballs
@@ -199,7 +199,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,  # noqa: ASYNC109
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> NetworkStream:
         loop = asyncio.get_running_loop()
         local = (local_address, 0) if local_address else None
         if is_ip(host):  # one address: nothing to race
@@ -217,7 +217,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         path: str,
         timeout: float | None = None,  # noqa: ASYNC109
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> NetworkStream:
         loop = asyncio.get_running_loop()
         return await self._connect(loop.create_unix_connection(_Protocol, path), timeout)
 
@@ -225,7 +225,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         self,
         sock: socket.socket,
         timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> NetworkStream:
         """A stream on a socket connected elsewhere (by a SOCKS handshake, Happy Eyeballs)."""
         loop = asyncio.get_running_loop()
         try:
@@ -240,9 +240,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                 _, protocol = await connect
         except TimeoutError:
             msg = "timed out while connecting"
-            raise httpcore.ConnectTimeout(msg) from None
+            raise ConnectTimeout(msg) from None
         except (OSError, socket.gaierror) as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise ConnectError(str(exc) or type(exc).__name__) from exc
         return _Stream(protocol)
 
     async def sleep(self, seconds: float) -> None:

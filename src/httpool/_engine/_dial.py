@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterable
-
-import httpcore
-import httpx
+from collections.abc import Callable, Iterable
 
 from ._asyncio_backend import AsyncioBackend
 from ._dns import DNSCache
+from ._errors import ConnectError, ConnectTimeout
 from ._http2 import H2Counters, HTTP2Connection, StreamBudget
 from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
+from ._messages import Request
+from ._network import NetworkBackend, NetworkStream
 from ._records import Conn, Inner, Key
 from ._tunnel import forwards, open_via_proxy
 
@@ -37,8 +37,9 @@ class Dialer:
         local_address: str | None,
         uds: str | None,
         socket_options: Iterable[SocketOption] | None,
-        network_backend: httpcore.AsyncNetworkBackend | None,
+        network_backend: NetworkBackend | None,
         keepalive_expiry: float | None,
+        proxy_context: Callable[[], ssl.SSLContext],
         given_context: bool = False,
         http2: bool = False,
         max_head_size: int = MAX_HEAD_SIZE,
@@ -52,7 +53,10 @@ class Dialer:
         self._local_address = local_address
         self._uds = uds
         self._socket_options = list(socket_options) if socket_options is not None else None
-        self._backend = network_backend if network_backend is not None else AsyncioBackend(dns)
+        self._backend: NetworkBackend = (
+            network_backend if network_backend is not None else AsyncioBackend(dns)
+        )
+        self._proxy_context = proxy_context  # for an HTTPS proxy given without a context
         self._expiry = keepalive_expiry
         self._alpn_check = given_context and http1  # the caller's context decides ALPN
         self._http2 = http2
@@ -61,14 +65,14 @@ class Dialer:
         self._counters = counters if counters is not None else H2Counters()
         self._budgets: dict[Key, StreamBudget] = {}  # by pool key: origin and proxy
 
-    async def __call__(self, conn: Conn, request: httpx.Request) -> tuple[Inner, bool]:
+    async def __call__(self, conn: Conn, request: Request) -> tuple[Inner, bool]:
         """Connect (with retries), do TLS, and pick HTTP/1.1 or HTTP/2 by ALPN."""
-        origin = conn.origin.core
-        timeouts = request.extensions.get("timeout") or {}
-        timeout = timeouts.get("connect")
+        origin = conn.origin
+        timeout = request.timeouts.get("connect")
         host = origin.host.decode("ascii")
-        via = conn.origin.via
+        via = origin.via
         delay, left = 0.0, self._retries
+        stream: NetworkStream
         while True:
             try:
                 if via is not None:
@@ -77,6 +81,7 @@ class Dialer:
                         via,
                         origin,
                         timeout,
+                        default_context=self._proxy_context,
                         local_address=self._local_address,
                         socket_options=self._socket_options,
                     )
@@ -93,7 +98,7 @@ class Dialer:
                         self._uds, timeout=timeout, socket_options=self._socket_options
                     )
                 break
-            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+            except (*ConnectError.caught, *ConnectTimeout.caught):
                 if left <= 0:
                     raise
                 left -= 1
@@ -101,7 +106,7 @@ class Dialer:
                 delay = max(0.5, delay * 2)
         forward = via is not None and forwards(via, origin.scheme)
         if origin.scheme == b"https":
-            sni = request.extensions.get("sni_hostname") or host
+            sni = request.sni_hostname or host
             try:
                 stream = await stream.start_tls(self._ssl, server_hostname=sni, timeout=timeout)
             except BaseException:

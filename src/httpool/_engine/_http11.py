@@ -1,6 +1,6 @@
-"""httpool's HTTP/1.1 connection: send an `httpx.Request`, read the response by h11's rules.
+"""httpool's HTTP/1.1 connection: send the engine's `Request`, read the response by h11's rules.
 
-`HTTP11Connection` speaks HTTP/1.1 over any httpcore network stream (see
+`HTTP11Connection` speaks HTTP/1.1 over any network stream (see `_network` and
 `_asyncio_backend`). Requests are framed as h11 frames them: the declared
 `Content-Length` is enforced before a byte past it is written, and ambiguous framing is
 refused. Responses are parsed as h11 parses them (RFC 9112: obs-fold unfolded, bare LF
@@ -17,16 +17,16 @@ much as a C parser's callbacks would.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Any
 
-import httpcore
-import httpx
+from ._errors import ConnectionNotAvailable, LocalProtocolError, RemoteProtocolError, WriteError
+from ._messages import Request, Trace, once
+from ._network import NetworkStream
 
 __all__ = ["MAX_HEADERS", "MAX_HEAD_SIZE", "HTTP11Connection"]
 
@@ -56,8 +56,6 @@ CHUNK_FAST = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*\r\n")  # the 
 FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host", b"connection", b"upgrade"})
 VERSIONS = (b"HTTP/1.0", b"HTTP/1.1")
 
-Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
-
 
 def _show(data: bytes | bytearray, limit: int = 40) -> str:
     """A short printable form of bytes from the wire, for an error message."""
@@ -65,8 +63,8 @@ def _show(data: bytes | bytearray, limit: int = 40) -> str:
     return text + "..." if len(data) > limit else text
 
 
-def _remote(msg: str) -> httpcore.RemoteProtocolError:
-    return httpcore.RemoteProtocolError(msg)
+def _remote(msg: str) -> RemoteProtocolError:
+    return RemoteProtocolError(msg)
 
 
 def parse_head(block: bytes, max_headers: int) -> tuple[int, int, bytes, list[tuple[bytes, bytes]]]:
@@ -213,19 +211,6 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[byte
     return out, seen
 
 
-def _core_request(request: httpx.Request) -> httpcore.Request:
-    """The httpcore form of `request`, for the `trace` extension's `info`."""
-    url = request.url
-    port = url.port or (443 if url.raw_scheme == b"https" else 80)
-    return httpcore.Request(
-        method=request.method,
-        url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path),
-        headers=request.headers.raw,
-        content=request.stream,
-        extensions=request.extensions,
-    )
-
-
 class _Traced:
     """One step of an exchange as httpcore traces it: `http11.<step>.started` and so on."""
 
@@ -261,7 +246,7 @@ class _Traced:
 
 
 class HTTP11Connection:
-    """One HTTP/1.1 connection: send an `httpx.Request`, read its response.
+    """One HTTP/1.1 connection: send a `Request`, read its response.
 
     It has the pool-facing methods of httpcore's connections (`is_available`,
     `has_expired`, `is_idle`, `is_closed`, `aclose`). `max_head_size` bounds a response
@@ -270,7 +255,7 @@ class HTTP11Connection:
 
     def __init__(
         self,
-        stream: httpcore.AsyncNetworkStream,
+        stream: NetworkStream,
         keepalive_expiry: float | None,
         *,
         max_head_size: int = MAX_HEAD_SIZE,
@@ -300,22 +285,25 @@ class HTTP11Connection:
     # -- requests ------------------------------------------------------------------------
 
     async def send(
-        self, request: httpx.Request, timeouts: dict[str, float | None]
+        self, request: Request
     ) -> tuple[int, list[tuple[bytes, bytes]], _Body, dict[str, Any]]:
         """Send `request`; return status, headers, a body stream and response extensions."""
         if self._state != NEW and self._state != IDLE:  # noqa: PLR1714
-            raise httpcore.ConnectionNotAvailable
+            raise ConnectionNotAvailable
         self._state = ACTIVE
         self._expire_at = None
         self._got_bytes = False
         self._keep = True
+        timeouts = request.timeouts
         read_timeout = timeouts.get("read")
-        trace: Trace | None = request.extensions.get("trace")
+        trace = request.trace
         try:
             if trace is None:
                 head, length, chunked = self._request_head(request)
-                with contextlib.suppress(httpcore.WriteError):  # the server may have answered
+                try:  # noqa: SIM105 (cheaper than contextlib.suppress)
                     await self._write(request, head, length, chunked, timeouts.get("write"))
+                except WriteError.caught:
+                    pass  # the server may have answered
                 status, headers, extensions = await self._read_response(read_timeout)
             else:
                 status, headers, extensions = await self._exchange_traced(request, timeouts, trace)
@@ -326,13 +314,17 @@ class HTTP11Connection:
                 async with _Traced(trace, "response_closed", {}):
                     await self.aclose()
             raise
-        return status, headers, _Body(self, read_timeout, trace, request), extensions
+        # The request is kept only for the trace hook: a response body outlives its send,
+        # and the request (its header list, its timeouts) should not live on with it.
+        kept = None if trace is None else request
+        return status, headers, _Body(self, read_timeout, trace, kept), extensions
 
     async def _exchange_traced(
-        self, request: httpx.Request, timeouts: dict[str, float | None], trace: Trace
+        self, request: Request, timeouts: Any, trace: Trace
     ) -> tuple[int, list[tuple[bytes, bytes]], dict[str, Any]]:
-        """`send` with the `trace` extension called as httpcore calls it."""
-        info = {"request": _core_request(request)}
+        """`send` with the `trace` hook called as httpcore calls it (its adapter gives
+        the `request` info of its own library)."""
+        info: dict[str, Any] = {"request": request}
         seconds = timeouts.get("write")
         try:
             async with _Traced(trace, "send_request_headers", info):
@@ -340,7 +332,7 @@ class HTTP11Connection:
                 await self._stream.write(head, seconds)
             async with _Traced(trace, "send_request_body", info):
                 await self._write(request, None, length, chunked, seconds)
-        except httpcore.WriteError:
+        except WriteError.caught:
             pass  # the server may have answered
         async with _Traced(trace, "receive_response_headers", info) as step:
             status, headers, extensions = await self._read_response(timeouts.get("read"))
@@ -352,19 +344,19 @@ class HTTP11Connection:
             )
         return status, headers, extensions
 
-    def _target(self, request: httpx.Request) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    def _target(self, request: Request) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         """The request target and header fields: absolute form and the proxy's headers
         added for a forward proxy (RFC 9112 §3.2.2), else origin form and the request's.
         """
-        url, fields = request.url, request.headers.raw
+        fields = request.headers
         if self._proxy_headers is None:
-            return url.raw_path, fields
-        target = url.raw_scheme + b"://" + url.netloc + url.raw_path
+            return request.target, fields
+        target = request.scheme + b"://" + request.authority + request.target
         return target, [*fields, *self._proxy_headers]
 
-    def _request_head(self, request: httpx.Request) -> tuple[bytes, int, bool]:
+    def _request_head(self, request: Request) -> tuple[bytes, int, bool]:
         """The request head, checked; with the body's Content-Length (or -1) and chunking."""
-        method = request.method.encode("ascii", "replace")
+        method = request.method
         target, fields = self._target(request)
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         length, chunked, hosts = -1, False, 0
@@ -377,10 +369,10 @@ class HTTP11Connection:
                 if lower == b"content-length":
                     if length >= 0:
                         msg = "the request has more than one Content-Length header"
-                        raise httpcore.LocalProtocolError(msg)
+                        raise LocalProtocolError(msg)
                     if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
                         msg = "the request's Content-Length is not a number of bytes"
-                        raise httpcore.LocalProtocolError(msg)
+                        raise LocalProtocolError(msg)
                     length = int(value)
                 elif lower == b"transfer-encoding":
                     if chunked or value.strip(b" \t").lower() != b"chunked":
@@ -388,7 +380,7 @@ class HTTP11Connection:
                             "the request's Transfer-Encoding must be one header saying "
                             "'chunked' (httpool, like h11, frames no other coding)"
                         )
-                        raise httpcore.LocalProtocolError(msg)
+                        raise LocalProtocolError(msg)
                     chunked = True
                 elif lower == b"host":
                     hosts += 1
@@ -411,16 +403,18 @@ class HTTP11Connection:
 
     async def _write(
         self,
-        request: httpx.Request,
+        request: Request,
         head: bytes | None,
         length: int,
         chunked: bool,
         seconds: float | None,
     ) -> None:
         """Write `head` (if not yet written) and the body; never a byte past its length."""
-        content = None if chunked else _content(request)
-        if content is None or len(content) != max(length, 0):
-            await self._write_stream(request.stream, head, length, chunked, seconds)  # type: ignore[arg-type]
+        content = request.body
+        if not isinstance(content, bytes):
+            await self._write_stream(content, head, length, chunked, seconds)
+        elif chunked or len(content) != max(length, 0):
+            await self._write_stream(once(content), head, length, chunked, seconds)
         elif head is None:  # written already (the `trace` extension's steps)
             if content:
                 await self._write_large(content, seconds)
@@ -482,7 +476,7 @@ class HTTP11Connection:
                 f"the request body ended after {sent} bytes, short of its Content-Length "
                 f"of {length}; the connection is closed"
             )
-            raise httpcore.LocalProtocolError(msg)
+            raise LocalProtocolError(msg)
 
     async def _write_large(self, data: bytes, seconds: float | None) -> None:
         if len(data) <= WRITE_SLICE:
@@ -826,7 +820,7 @@ def _whole_chunks(buf: bytes | bytearray, pos: int, pieces: list[bytes | bytearr
     return pos
 
 
-def _too_long(length: int) -> httpcore.LocalProtocolError:
+def _too_long(length: int) -> LocalProtocolError:
     """The error for a request body longer than its framing allows (nothing more is sent)."""
     if length < 0:
         msg = "the request has a body but neither Content-Length nor Transfer-Encoding: chunked"
@@ -835,54 +829,44 @@ def _too_long(length: int) -> httpcore.LocalProtocolError:
             "Too much data for declared Content-Length: the request body is longer than "
             f"its Content-Length of {length} bytes; nothing past it was sent"
         )
-    return httpcore.LocalProtocolError(msg)
+    return LocalProtocolError(msg)
 
 
-def _content(request: httpx.Request) -> bytes | None:
-    """The body of `request` if httpx holds it in memory (not a streamed upload)."""
-    if not isinstance(request.stream, httpx.ByteStream):
-        return None
-    try:
-        return request.content
-    except httpx.RequestNotRead:
-        return None
-
-
-def _refuse_head(request: httpx.Request, method: bytes, hosts: int, *, both: bool) -> None:
+def _refuse_head(request: Request, method: bytes, hosts: int, *, both: bool) -> None:
     """Raise the error that says what is wrong with a request head."""
     if hosts != 1:
         msg = f"the request has {hosts} Host headers; HTTP/1.1 needs exactly one"
-        raise httpcore.LocalProtocolError(msg)
+        raise LocalProtocolError(msg)
     if both:
         msg = (
             "the request has both Content-Length and Transfer-Encoding; send one of them "
             "(a server may frame the body by either)"
         )
-        raise httpcore.LocalProtocolError(msg)
+        raise LocalProtocolError(msg)
     if not TOKEN.fullmatch(method):
-        msg = f"Illegal method {request.method!r}: a method is a token"
-        raise httpcore.LocalProtocolError(msg)
-    if CONTROL.search(request.url.raw_path) or b" " in request.url.raw_path:
+        msg = f"Illegal method {request.method_text!r}: a method is a token"
+        raise LocalProtocolError(msg)
+    if CONTROL.search(request.target) or b" " in request.target:
         msg = "the request target has a space or a control character"
-        raise httpcore.LocalProtocolError(msg)
-    for name, value in request.headers.raw:
+        raise LocalProtocolError(msg)
+    for name, value in request.headers:
         if not TOKEN.fullmatch(name):
             msg = f"Illegal header name {_show(name)}: a header name is a token"
-            raise httpcore.LocalProtocolError(msg)
+            raise LocalProtocolError(msg)
         if CONTROL.search(value):
             msg = (
                 f"Illegal header value of {_show(name)}: a control character (CR, LF, NUL "
                 "or another below 0x20 but tab) in a header value"
             )
-            raise httpcore.LocalProtocolError(msg)
+            raise LocalProtocolError(msg)
     msg = "the request head is malformed"  # pragma: no cover - every case is named above
-    raise httpcore.LocalProtocolError(msg)
+    raise LocalProtocolError(msg)
 
 
-class _Upgraded(httpcore.AsyncNetworkStream):
+class _Upgraded:
     """The stream after `101 Switching Protocols`: bytes read past the head come first."""
 
-    def __init__(self, stream: httpcore.AsyncNetworkStream, leading: bytes) -> None:
+    def __init__(self, stream: NetworkStream, leading: bytes) -> None:
         self._stream = stream
         self._leading = leading
 
@@ -903,7 +887,7 @@ class _Upgraded(httpcore.AsyncNetworkStream):
         ssl_context: Any,
         server_hostname: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> NetworkStream:
         return await self._stream.start_tls(ssl_context, server_hostname, timeout)
 
     def get_extra_info(self, info: str) -> Any:
@@ -920,7 +904,7 @@ class _Body:
         conn: HTTP11Connection,
         timeout: float | None,
         trace: Trace | None,
-        request: httpx.Request,
+        request: Request | None,
     ) -> None:
         self._conn = conn
         self._timeout = timeout
@@ -936,7 +920,7 @@ class _Body:
         conn = self._conn
         if self._trace is not None and not self._started:
             self._started = True
-            info = {"request": _core_request(self._request)}
+            info: dict[str, Any] = {"request": self._request}
             self._step = await _Traced(self._trace, "receive_response_body", info).__aenter__()
         piece = conn._ready
         if piece:

@@ -31,16 +31,28 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-import httpcore
-import httpx
 from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import Frame, GoAwayFrame
 
+from ._errors import (
+    ConnectError,
+    ConnectionNotAvailable,
+    ConnectTimeout,
+    LocalProtocolError,
+    NetworkError,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    StreamNotProcessed,
+    WriteTimeout,
+)
 from ._h2_inbound import problem
+from ._messages import Request, once
+from ._network import NetworkStream
 
 _INFORMATIONAL = h2.events.InformationalResponseReceived
 
-__all__ = ["H2Counters", "HTTP2Connection", "StreamBudget", "StreamNotProcessed"]
+__all__ = ["H2Counters", "HTTP2Connection", "StreamBudget"]
 
 READ_SIZE = 64 * 1024
 STREAM_WINDOW = 1 << 20  # receive window per stream: a slow reader holds at most this much
@@ -62,16 +74,6 @@ TOKEN = re.compile(_TOKEN)
 NAMES = re.compile(rb"(?:" + _TOKEN + rb"(?:," + _TOKEN + rb")*)?")  # names joined by commas
 METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # any control character but HTAB
-
-
-class StreamNotProcessed(httpcore.RemoteProtocolError):
-    """The server did not process the request: the stream was above a GOAWAY's last
-    stream id (`goaway` is True), or was refused with `REFUSED_STREAM` (RFC 9113 §8.7).
-    Sending it again on another connection is safe whatever the method."""
-
-    def __init__(self, message: str, *, goaway: bool) -> None:
-        super().__init__(message)
-        self.goaway = goaway
 
 
 class StreamBudget:
@@ -122,7 +124,7 @@ def _timed_out(future: asyncio.Future[None], exc: type[Exception]) -> None:
         future.set_exception(exc())
 
 
-def _request_head(request: httpx.Request) -> tuple[list[tuple[bytes, bytes]], bool]:
+def _request_head(request: Request) -> tuple[list[tuple[bytes, bytes]], bool]:
     """The header fields of `request`'s HEADERS frame, and whether a body follows.
 
     h2's own outbound checks and normalisation are off (they are a quarter of what h2
@@ -132,15 +134,14 @@ def _request_head(request: httpx.Request) -> tuple[list[tuple[bytes, bytes]], bo
     no connection-specific field, TE only as "trailers"; no control character but HTAB
     in a value, and no whitespace around it; Authorization, Proxy-Authorization and
     short cookies never indexed by HPACK. A request that breaks a rule fails with
-    `httpcore.LocalProtocolError` naming the field (never its value).
+    `LocalProtocolError` naming the field (never its value).
     """
-    url = request.url
-    authority = url.netloc
+    authority: bytes | None = None
     has_body = False
     names: list[bytes] = []
     values: list[bytes] = []
     fields: list[tuple[bytes, bytes]] = []
-    for name, raw in request.headers.raw:
+    for name, raw in request.headers:
         lower = name.lower()
         names.append(lower)
         values.append(raw)
@@ -159,8 +160,10 @@ def _request_head(request: httpx.Request) -> tuple[list[tuple[bytes, bytes]], bo
             fields.append(NeverIndexedHeaderTuple(lower, value))
         else:
             fields.append((lower, value))
-    method = request.method.encode()
-    path = url.raw_path
+    if authority is None:  # no Host header: the URL's
+        authority = request.authority
+    method = request.method
+    path = request.target
     if (
         NAMES.fullmatch(b",".join(names)) is None
         or CONTROL.search(b"\t".join(values)) is not None
@@ -175,29 +178,27 @@ def _request_head(request: httpx.Request) -> tuple[list[tuple[bytes, bytes]], bo
     head = [
         (b":method", method),
         (b":authority", authority),
-        (b":scheme", url.raw_scheme),
+        (b":scheme", request.scheme),
         (b":path", path),
     ]
     return head + fields, has_body
 
 
-def _refuse(
-    request: httpx.Request, names: list[bytes], values: list[bytes], authority: bytes
-) -> None:
+def _refuse(request: Request, names: list[bytes], values: list[bytes], authority: bytes) -> None:
     """Raise the error that says which rule of `_request_head` the request breaks."""
     for name, value in zip(names, values, strict=True):
         if TOKEN.fullmatch(name) is None:
             shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
             msg = f"Illegal header name {shown}: a header name is a token"
-            raise httpcore.LocalProtocolError(msg)
+            raise LocalProtocolError(msg)
         if CONTROL.search(value) is not None:
             msg = (
                 f"Illegal header value of {name!r}: a control character (CR, LF, NUL or "
                 "another below 0x20 but tab) in a header value"
             )
-            raise httpcore.LocalProtocolError(msg)
-    method = request.method
-    if METHOD.fullmatch(method.encode()) is None:
+            raise LocalProtocolError(msg)
+    method = request.method_text
+    if METHOD.fullmatch(request.method) is None:
         msg = f"Illegal method {method!r}: a method is a token"
     elif method == "CONNECT":
         msg = "CONNECT is not sent over HTTP/2 by httpool; give the proxy as proxy=..."
@@ -205,7 +206,7 @@ def _refuse(
         msg = "the request has an empty Host header; HTTP/2 needs an :authority"
     else:
         msg = "the request target is empty or has a space or a control character"
-    raise httpcore.LocalProtocolError(msg)
+    raise LocalProtocolError(msg)
 
 
 class _Stream:
@@ -241,7 +242,7 @@ class _Stream:
 
 
 class HTTP2Connection:
-    """One HTTP/2 connection: send `httpx.Request`s on concurrent streams.
+    """One HTTP/2 connection: send `Request`s on concurrent streams.
 
     It has the pool-facing methods of `HTTP11Connection` (`send`, `is_available`,
     `has_expired`, `is_idle`, `is_closed`, `aclose`) and `max_streams`, the server's
@@ -250,7 +251,7 @@ class HTTP2Connection:
 
     def __init__(
         self,
-        stream: httpcore.AsyncNetworkStream,
+        stream: NetworkStream,
         keepalive_expiry: float | None,
         counters: H2Counters | None = None,
         budget: StreamBudget | None = None,
@@ -323,11 +324,11 @@ class HTTP2Connection:
         except TimeoutError:
             await self.aclose()
             msg = "the server sent no HTTP/2 SETTINGS in time"
-            raise httpcore.ConnectTimeout(msg) from None
-        except (httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
+            raise ConnectTimeout(msg) from None
+        except (*NetworkError.caught, *RemoteProtocolError.caught) as exc:
             await self.aclose()
             msg = f"the HTTP/2 connection failed before the server's SETTINGS: {exc}"
-            raise httpcore.ConnectError(msg) from exc
+            raise ConnectError(msg) from exc
         except BaseException:
             await self.aclose()
             raise
@@ -342,7 +343,7 @@ class HTTP2Connection:
             while True:
                 data = await stream.read(READ_SIZE)
                 if not data:
-                    error = httpcore.ReadError("the server closed the HTTP/2 connection")
+                    error = ReadError("the server closed the HTTP/2 connection")
                     break
                 self._last_read = time.monotonic()
                 data = self._take_goaway(data)
@@ -352,13 +353,13 @@ class HTTP2Connection:
                     if out:
                         self._send_soon(out)
         except asyncio.CancelledError:
-            error = httpcore.ReadError("the HTTP/2 connection was closed")
+            error = ReadError("the HTTP/2 connection was closed")
         except h2.exceptions.ProtocolError as exc:
-            error = httpcore.RemoteProtocolError(f"HTTP/2 protocol error: {exc!r}")
+            error = RemoteProtocolError(f"HTTP/2 protocol error: {exc!r}")
             with contextlib.suppress(Exception):
                 self._send_soon(h2c.data_to_send())  # h2's GOAWAY, if it made one
         except Exception as exc:  # noqa: BLE001 (a read failure ends the connection)
-            error = exc if isinstance(exc, httpcore.ReadError) else httpcore.ReadError(str(exc))
+            error = exc if isinstance(exc, ReadError.caught) else ReadError(str(exc))
         self._end(error)
 
     def _take_goaway(self, data: bytes) -> bytes:
@@ -461,7 +462,7 @@ class HTTP2Connection:
         with PROTOCOL_ERROR and fail its request; the connection's other streams go on."""
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-        stream.error = httpcore.RemoteProtocolError(f"malformed HTTP/2 response: {why}")
+        stream.error = RemoteProtocolError(f"malformed HTTP/2 response: {why}")
         stream.reset = stream.malformed = True
         stream.wake()
 
@@ -473,7 +474,7 @@ class HTTP2Connection:
         elif not (code == h2.errors.ErrorCodes.NO_ERROR and stream.ended):
             # NO_ERROR after a complete response only stops the upload (RFC 9113 §8.1).
             name = getattr(code, "name", str(code))
-            stream.error = httpcore.RemoteProtocolError(f"the server reset the stream ({name})")
+            stream.error = RemoteProtocolError(f"the server reset the stream ({name})")
         stream.wake()
 
     def _on_goaway(self, last_stream_id: int, error_code: int) -> None:
@@ -491,7 +492,7 @@ class HTTP2Connection:
             if stream.status is None:
                 stream.error = StreamNotProcessed(msg, goaway=True)
             else:
-                stream.error = httpcore.RemoteProtocolError(
+                stream.error = RemoteProtocolError(
                     "the server answered a stream its GOAWAY says it did not process"
                 )
             stream.reset = True
@@ -559,21 +560,22 @@ class HTTP2Connection:
     # -- requests ------------------------------------------------------------------------
 
     async def send(
-        self, request: httpx.Request, timeouts: dict[str, float | None]
+        self, request: Request
     ) -> tuple[int, list[tuple[bytes, bytes]], _Body, dict[str, Any]]:
         """Send `request` on a new stream; return status, headers, body and extensions.
 
-        Raises `httpcore.ConnectionNotAvailable` (nothing was sent) when the connection
-        got GOAWAY or closed before the stream opened, and `StreamNotProcessed` when the
-        server says it did not process the stream.
+        Raises `ConnectionNotAvailable` (nothing was sent) when the connection got GOAWAY
+        or closed before the stream opened, and `StreamNotProcessed` when the server says
+        it did not process the stream.
         """
         if not self.is_available():
-            raise httpcore.ConnectionNotAvailable
+            raise ConnectionNotAvailable
         fields, has_body = _request_head(request)  # a malformed request fails before a stream
         if not self._streams and time.monotonic() - self._last_read > self._ping_after:
             await self._check_alive()
         h2c = self._h2
         limit = self._limit
+        timeouts = request.timeouts
         # Every stream h2 counts open is in `_streams`, so h2's count (a walk over all its
         # streams) is needed only when ours reaches the limit.
         if len(self._streams) >= limit and h2c.open_outbound_streams >= limit:
@@ -582,7 +584,7 @@ class HTTP2Connection:
             stream_id = h2c.get_next_available_stream_id()
         except h2.exceptions.NoAvailableStreamIDError:
             self._goaway = 0  # every stream id used: no new streams here
-            raise httpcore.ConnectionNotAvailable from None
+            raise ConnectionNotAvailable from None
         stream = _Stream(stream_id)
         self._streams[stream_id] = stream
         self._opened += 1
@@ -594,7 +596,7 @@ class HTTP2Connection:
             try:
                 h2c.send_headers(stream_id, fields, end_stream=not has_body)
             except h2.exceptions.ProtocolError as exc:
-                raise httpcore.LocalProtocolError(str(exc)) from exc
+                raise LocalProtocolError(str(exc)) from exc
             if has_body:
                 await self._start_body(stream, request, write_timeout)
             else:
@@ -622,7 +624,7 @@ class HTTP2Connection:
             async with asyncio.timeout(seconds):
                 await asyncio.shield(self._slot)
             if not self.is_available():
-                raise httpcore.ConnectionNotAvailable
+                raise ConnectionNotAvailable
 
     async def _headers(self, stream: _Stream, seconds: float | None) -> None:
         """Wait for the response headers of `stream`."""
@@ -631,15 +633,13 @@ class HTTP2Connection:
                 raise stream.error
             await self._wait(stream, seconds)
 
-    async def _start_body(
-        self, stream: _Stream, request: httpx.Request, seconds: float | None
-    ) -> None:
+    async def _start_body(self, stream: _Stream, request: Request, seconds: float | None) -> None:
         """Queue a body that fits the send window at once; send a larger or streamed one
         from a task beside the response."""
-        body: Any = request.stream
+        body: Any = request.body
         h2c = self._h2
-        if isinstance(body, httpx.ByteStream):
-            data = b"".join([chunk async for chunk in body])
+        if isinstance(body, bytes):
+            data = body
             if len(data) <= h2c.local_flow_control_window(stream.id):
                 size = h2c.max_outbound_frame_size
                 for start in range(0, len(data), size):
@@ -648,7 +648,7 @@ class HTTP2Connection:
                 stream.local_ended = True
                 self._send_soon(h2c.data_to_send())
                 return
-            body = httpx.ByteStream(data)
+            body = once(data)
         await self._flush(seconds)  # the HEADERS frame
         stream.sender = self._loop.create_task(self._sender(stream, body, seconds))
 
@@ -694,7 +694,7 @@ class HTTP2Connection:
         stream.window_waiter = future = self._loop.create_future()
         timer = None
         if seconds is not None:
-            timer = self._loop.call_later(seconds, _timed_out, future, httpcore.WriteTimeout)
+            timer = self._loop.call_later(seconds, _timed_out, future, WriteTimeout)
         try:
             await future
         finally:
@@ -711,7 +711,7 @@ class HTTP2Connection:
             finally:
                 stream.waiter = None
             return
-        timer = self._loop.call_later(seconds, _timed_out, future, httpcore.ReadTimeout)
+        timer = self._loop.call_later(seconds, _timed_out, future, ReadTimeout)
         try:
             await future
         finally:
@@ -725,15 +725,15 @@ class HTTP2Connection:
             self._h2.ping(os.urandom(8))
             try:
                 await self._flush(self._ping_timeout)
-            except httpcore.NetworkError:
+            except NetworkError.caught:
                 await self.aclose()
-                raise httpcore.ConnectionNotAvailable from None
+                raise ConnectionNotAvailable from None
         try:
             async with asyncio.timeout(self._ping_timeout):
                 await asyncio.shield(self._ping)
-        except (TimeoutError, httpcore.NetworkError):
+        except (TimeoutError, *NetworkError.caught):  # type: ignore[misc]
             await self.aclose()
-            raise httpcore.ConnectionNotAvailable from None
+            raise ConnectionNotAvailable from None
 
     def _forget(self, stream: _Stream) -> None:
         """The request is done with `stream`: reset it if still open, free its window."""
@@ -806,7 +806,7 @@ class HTTP2Connection:
     async def aclose(self) -> None:
         """Close the connection; streams still open fail."""
         if self._error is None:
-            self._error = httpcore.ReadError("the HTTP/2 connection was closed")
+            self._error = ReadError("the HTTP/2 connection was closed")
         if self._state == OPEN:
             self._state = CLOSED
             with contextlib.suppress(Exception):

@@ -1,5 +1,11 @@
 """The engine as an httpx2 transport: `Httpx2PoolTransport` (needs `httpool[httpx2]`).
 
+It turns each `httpx2.Request` into the engine's `Request` (the URL's raw parts and the
+raw header list, as the httpx adapter does), hands it to the `Engine` it shares with a
+`PoolTransport`, and turns the answer into an `httpx2.Response` and the engine's
+exceptions into httpx2's of the same names. The `trace` extension gets httpcore2's
+`Request` in its `info`, as on httpx2's own transport.
+
 This module imports httpx2; the rest of httpool imports this module only when an httpx2
 client or transport is asked for, through `require_httpx2()`, which names the extra
 when httpx2 is not installed.
@@ -7,29 +13,91 @@ when httpx2 is not installed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+import httpcore2
 import httpx
 import httpx2
 
+from . import _errors
+from ._core import Engine, PooledBody
+from ._errors import EngineError
+from ._messages import METHODS, NO_TIMEOUTS, Body, Request, Trace
+from ._records import Conn
 from ._transport import PoolTransport, as_httpx_limits
 
 __all__ = ["Httpx2PoolTransport"]
 
+_errors.adopt(httpcore2)  # a network backend given for tests may be httpcore2's
 
-def _mapped(exc: httpx.HTTPError, request: httpx2.Request) -> httpx2.TransportError:
-    """httpx2's exception of the same name as httpx's `exc` (or as its nearest httpx
-    base: httpool's `LimitTimeout` becomes a `PoolTimeout`), for `request`."""
+
+def _mapped(exc: Exception, request: httpx2.Request) -> httpx2.TransportError:
+    """httpx2's exception of the same name as `exc` (the engine's, httpcore's or httpx's)
+    or as its nearest base of such a name (httpool's `LimitTimeout` becomes a
+    `PoolTimeout`), for `request`."""
     for cls in type(exc).__mro__:
         kind = getattr(httpx2, cls.__name__, None)
         if isinstance(kind, type) and issubclass(kind, httpx2.TransportError):
-            return kind(str(exc), request=request)
+            return kind(str(exc) or cls.__name__, request=request)
     return httpx2.TransportError(str(exc), request=request)
 
 
+class _Body(PooledBody, httpx2.AsyncByteStream):
+    """The engine's response body as httpx2 reads it, with httpx2's exceptions."""
+
+    @staticmethod
+    def mapped(exc: Exception, request: Any) -> Exception:
+        if isinstance(exc, EngineError.caught):
+            return _mapped(exc, request)
+        return exc
+
+    @classmethod
+    def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
+        cls,
+        engine: Engine,
+        conn: Conn,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        extensions: dict[str, Any],
+        request: Any,
+    ) -> httpx2.Response:
+        """The `httpx2.Response` streaming this body."""
+        return httpx2.Response(
+            status,
+            headers=headers,
+            stream=cls(engine, conn, body, request),
+            extensions=extensions,
+        )
+
+
+def _core_request(request: httpx2.Request) -> httpcore2.Request:
+    """The httpcore2 form of `request`, for the `trace` extension's `info`."""
+    url = request.url
+    port = url.port or (443 if url.raw_scheme == b"https" else 80)
+    return httpcore2.Request(
+        method=request.method,
+        url=httpcore2.URL(scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path),
+        headers=request.headers.raw,
+        content=request.stream,
+        extensions=request.extensions,
+    )
+
+
+def _httpcore2_trace(trace: Any, request: httpx2.Request) -> Trace:
+    """The engine's trace hook for httpx2's `trace` extension (httpcore2's `request`)."""
+
+    def hook(name: str, info: dict[str, Any]) -> Any:
+        if "request" in info:
+            info = {**info, "request": _core_request(request)}
+        return trace(name, info)
+
+    return hook
+
+
 class _RequestBody(httpx.AsyncByteStream):
-    """A streamed httpx2 request body, as the engine reads bodies."""
+    """A streamed httpx2 request body, as httpx reads bodies (for a wrapped transport)."""
 
     def __init__(self, stream: httpx2.AsyncByteStream | Any) -> None:
         self._stream = stream
@@ -44,8 +112,9 @@ class _RequestBody(httpx.AsyncByteStream):
             await close()
 
 
-class _ResponseBody(httpx2.AsyncByteStream):
-    """The engine's response body as httpx2 reads it, with errors as httpx2's."""
+class _WrappedBody(httpx2.AsyncByteStream):
+    """A wrapped httpx transport's response body as httpx2 reads it, with errors as
+    httpx2's."""
 
     def __init__(self, stream: httpx.AsyncByteStream, request: httpx2.Request) -> None:
         self._stream, self._request = stream, request
@@ -82,9 +151,53 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
         if limits is not None and not isinstance(limits, httpx.Limits):
             options["limits"] = as_httpx_limits(limits)
         self.engine = engine if engine is not None else PoolTransport(**options)
+        # On a `PoolTransport`, requests go straight to its engine; any other httpx
+        # transport (a policy wrapper around one) is sent httpx requests.
+        self._core = self.engine.engine if isinstance(self.engine, PoolTransport) else None
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Send `request` on the engine and return the streaming response."""
+    def handle_async_request(self, request: httpx2.Request) -> Coroutine[Any, Any, httpx2.Response]:
+        """Send `request` on the engine and return the streaming response.
+
+        (On a `PoolTransport`'s engine, the engine's coroutine is returned as this
+        method's own: awaited, it gives the `httpx2.Response`, and raises httpx2's
+        exceptions.)
+        """
+        core = self._core
+        if core is None:
+            return self._through_httpx(request)
+        url = request.url
+        scheme = url.raw_scheme
+        stream = request.stream
+        body: Any
+        if isinstance(stream, httpx2.ByteStream):  # in memory: the engine may send it again
+            try:
+                body = request.content
+            except httpx2.RequestNotRead:
+                body = b"".join(stream)
+        else:
+            body = stream
+        extensions = request.extensions
+        trace = extensions.get("trace")
+        try:
+            method = METHODS[request.method]
+        except KeyError:
+            method = request.method.encode("utf-8", "surrogatepass")
+        sent = Request(
+            method,
+            scheme,
+            url.raw_host,
+            url.port or (443 if scheme == b"https" else 80),
+            url.raw_path,
+            request.headers.raw,
+            body,
+            extensions.get("timeout") or NO_TIMEOUTS,
+            extensions.get("sni_hostname"),
+            None if trace is None else _httpcore2_trace(trace, request),
+        )
+        return core.send(sent, _Body, request)
+
+    async def _through_httpx(self, request: httpx2.Request) -> httpx2.Response:
+        """Send `request` through the wrapped httpx transport, as an httpx request."""
         body = request.stream
         stream: httpx.AsyncByteStream | httpx.ByteStream
         if isinstance(body, httpx2.ByteStream):  # in memory: the engine may send it again
@@ -106,7 +219,7 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
         return httpx2.Response(
             response.status_code,
             headers=response.headers.raw,
-            stream=_ResponseBody(response.stream, request),
+            stream=_WrappedBody(response.stream, request),
             extensions=response.extensions,
         )
 

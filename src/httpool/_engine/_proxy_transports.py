@@ -60,6 +60,12 @@ def _labels(routes: Routes) -> list[str]:
     return routes.describe()
 
 
+def _route(routes: Routes, url: httpx.URL) -> ProxyConf | None:
+    """The proxy of a request to `url`, or None."""
+    scheme = url.raw_scheme
+    return routes.route(scheme, url.raw_host, url.port or (443 if scheme == b"https" else 80))
+
+
 class AsyncRouter(httpx.AsyncBaseTransport):
     """Sends each request to the inner transport of its proxy (or the direct one).
 
@@ -84,7 +90,7 @@ class AsyncRouter(httpx.AsyncBaseTransport):
         self.transport_name = type(self._direct).__name__
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        proxy = self._routes.route(request.url)
+        proxy = _route(self._routes, request.url)
         if proxy is None:
             return await self._direct.handle_async_request(request)
         if self._auth_on_plain and request.url.scheme == "http" and proxy.auth is not None:
@@ -116,7 +122,7 @@ class SyncRouter(httpx.BaseTransport):
         self.transport_name = type(self._direct).__name__
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        proxy = self._routes.route(request.url)
+        proxy = _route(self._routes, request.url)
         transport = self._direct if proxy is None else self._via[proxy]
         return transport.handle_request(request)
 

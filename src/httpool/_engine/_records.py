@@ -12,10 +12,8 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import httpcore
-import httpx
-
 from ._http2 import HTTP2Connection
+from ._messages import Request
 
 __all__ = [
     "Conn",
@@ -42,7 +40,7 @@ class Inner(Protocol):
     async def aclose(self) -> None: ...
 
 
-Opener = Callable[["Conn", httpx.Request], Awaitable[tuple[Inner, bool]]]
+Opener = Callable[["Conn", Request], Awaitable[tuple[Inner, bool]]]
 
 
 class TransportClosedError(RuntimeError):
@@ -59,13 +57,16 @@ class Origin:
     """One origin's connections and waiters."""
 
     __slots__ = (
-        "core", "h1_only", "h2_cap", "idle", "idle_n", "key", "label", "open",
-        "pending_h2", "ready", "sharing", "slots", "via", "waiters", "waiting",
+        "h1_only", "h2_cap", "host", "idle", "idle_n", "key", "label", "open",
+        "pending_h2", "port", "ready", "scheme", "sharing", "slots", "via", "waiters",
+        "waiting",
     )  # fmt: skip
 
     def __init__(self, key: Key) -> None:
         self.key = key
-        self.core = httpcore.Origin(*key[:3])
+        self.scheme: bytes = key[0]
+        self.host: bytes = key[1]
+        self.port: int = key[2]
         self.label = f"{key[0].decode()}://{key[1].decode()}:{key[2]}"
         self.via: Any = key[3] if len(key) > 3 else None  # the proxy, pooled apart
         if self.via is not None:

@@ -17,9 +17,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-import httpcore
-import httpx
-
+from ._errors import PoolTimeout
+from ._messages import Request
 from ._records import Conn, Inner, Key, Opener, Origin, TransportClosedError, Waiter, h2_capacity
 
 __all__ = ["Conn", "Inner", "Origin", "Scheduler", "TransportClosedError"]
@@ -311,7 +310,7 @@ class Scheduler:
             if future.done() and not future.cancelled() and future.exception() is None:
                 self.release(future.result())  # handed over just as we gave up
             if isinstance(exc, TimeoutError):
-                raise httpcore.PoolTimeout from None
+                raise PoolTimeout from None
             raise
         finally:
             self.waiting -= 1
@@ -320,7 +319,7 @@ class Scheduler:
 
     # -- opening -------------------------------------------------------------------------
 
-    async def connect(self, conn: Conn, request: httpx.Request) -> None:
+    async def connect(self, conn: Conn, request: Request) -> None:
         """Open the connection for a slot that `acquire` gave; on failure free the slot."""
         try:
             inner, is_h2 = await self._opener(conn, request)

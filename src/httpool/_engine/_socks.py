@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 
-import httpcore
-
+from . import _errors
 from ._asyncio_backend import AsyncioBackend
+from ._errors import ConnectTimeout
+from ._network import NetworkStream
 from ._proxy import ProxyConf
+from ._records import Origin
 
 __all__ = ["open_socks"]
 
@@ -23,18 +25,18 @@ _REMOTE_DNS = frozenset({"socks5h", "socks4a"})
 
 async def open_socks(
     via: ProxyConf,
-    origin: httpcore.Origin,
+    origin: Origin,
     seconds: float | None,
     *,
     local_address: str | None = None,
-) -> httpcore.AsyncNetworkStream:
+) -> NetworkStream:
     """A stream to `origin` through the SOCKS proxy `via`."""
     try:
         from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
         from python_socks.async_.asyncio import Proxy
     except ImportError:  # pragma: no cover - an extra
         msg = f"the SOCKS proxy {via.label} needs python-socks: pip install 'httpool[socks]'"
-        raise httpcore.ProxyError(msg) from None
+        raise _errors.ProxyError(msg) from None
     user, password = via.auth or (None, None)
     proxy = Proxy(
         ProxyType[_TYPES[via.scheme]],
@@ -51,11 +53,11 @@ async def open_socks(
         sock = await proxy.connect(target, origin.port, timeout=seconds, local_addr=local)
     except ProxyTimeoutError:
         msg = f"the SOCKS proxy {via.label} did not connect to {target}:{origin.port} in time"
-        raise httpcore.ConnectTimeout(msg) from None
+        raise ConnectTimeout(msg) from None
     except ProxyConnectionError as exc:
         msg = f"could not connect to the SOCKS proxy {via.label}: {exc.strerror or exc}"
-        raise httpcore.ProxyError(msg) from None
+        raise _errors.ProxyError(msg) from None
     except (ProxyError, OSError) as exc:
         msg = f"the SOCKS proxy {via.label} refused {target}:{origin.port}: {exc}"
-        raise httpcore.ProxyError(msg) from None
+        raise _errors.ProxyError(msg) from None
     return await AsyncioBackend().connect_socket(sock, seconds)

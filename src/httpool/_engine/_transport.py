@@ -1,48 +1,47 @@
-"""`PoolTransport`: httpool's httpx transport, an O(1) connection pool.
+"""`PoolTransport`: the engine as an httpx transport (its httpx adapter).
 
-The data path runs one way: `PoolTransport` (retries, counters, event loop) asks the
-`Scheduler` (`_scheduler`, on the records of `_records`) for a connection, which a `Dialer`
-(`_dial`, on `_asyncio_backend`) opens; the exchange itself (`_exchange`) runs on an
-`HTTP11Connection` (`_http11`) or an `HTTP2Connection` (`_http2`).
+It turns each `httpx.Request` into the engine's `Request` (the URL's raw parts and the
+raw header list as httpx holds them: nothing is parsed again), hands it to the `Engine`
+(`_core`), and turns the answer into an `httpx.Response` and the engine's exceptions
+into httpx's of the same names. The `trace` extension gets httpcore's `Request` in its
+`info`, as on httpx's own transport. A network backend given for tests may be
+httpcore's: its exceptions are taken as the engine's of the same names.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import functools
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
 
+from . import _errors
+from ._core import Engine, PooledBody, error_name
 from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
-from ._exchange import Body, ResponseStream, map_error, pool_key, response_started
-from ._http2 import H2Counters, HTTP2Connection, StreamNotProcessed
-from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
+from ._http2 import H2Counters
+from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS
+from ._messages import METHODS, NO_TIMEOUTS, Body, Request, Trace
+from ._network import NetworkBackend
 from ._proxy import Routes
-from ._records import Key
-from ._scheduler import Conn, Scheduler, TransportClosedError
+from ._proxy_config import build_routes
+from ._records import Conn
 from ._truststore import SYSTEM, path_context, system_context
 
 if TYPE_CHECKING:
     import httpx2
 
-__all__ = ["PoolTransport", "as_httpx_limits"]
+__all__ = ["PoolTransport", "as_httpx_limits", "map_error"]
 
-logger = logging.getLogger("httpool.transport")
+_errors.adopt(httpcore)  # a network backend given for tests may be httpcore's
 
 #: The limits of a bare `PoolTransport()`: those of httpx's own transport (a provider
 #: uses httpool's `DEFAULT_LIMITS`, of `_config`).
 HTTPX_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 DEFAULT_DNS_TTL = 10.0  # seconds a host's addresses are shared by new connections
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-MAX_RESENDS = 1  # re-sends of a request the server did not process (GOAWAY, REFUSED_STREAM)
-MAX_HOPS = 3  # connections given up before our stream opened (GOAWAY, closed, dead on PING)
-MAX_ATTEMPTS = 1 + 1 + MAX_RESENDS + MAX_HOPS  # the first try and one stale-connection retry
 
 
 def as_httpx_limits(limits: httpx.Limits | httpx2.Limits) -> httpx.Limits:
@@ -53,15 +52,6 @@ def as_httpx_limits(limits: httpx.Limits | httpx2.Limits) -> httpx.Limits:
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-    )
-
-
-def _loop_message(kind: str) -> str:
-    return (
-        f"this httpool client belongs to {kind} (for example one started by a second "
-        "TestClient or by asyncio.run); get the client from the running app's pool "
-        "(httpool.client(name) in a route, or pool.client(name)) instead of keeping it "
-        "across event loops"
     )
 
 
@@ -97,16 +87,71 @@ def _ssl_context(
     return context
 
 
-class _Tries:
-    """What one request has used of its retries."""
+def map_error(exc: Exception, request: httpx.Request) -> Exception:
+    """The httpx exception of the name of the engine's (or httpcore's) `exc`."""
+    name = error_name(exc)
+    if name is None:
+        return exc
+    kind: type[httpx.TransportError] = getattr(httpx, name)
+    return kind(str(exc) or name, request=request)
 
-    __slots__ = ("fresh", "hops", "resends", "retried")
 
-    def __init__(self) -> None:
-        self.fresh = False  # the next try wants a new connection
-        self.retried = False  # the one stale-connection retry is used
-        self.resends = 0  # re-sends after "not processed"
-        self.hops = 0  # connections that could not open our stream
+@functools.cache
+def _proxy_context() -> ssl.SSLContext:
+    """The TLS context for an HTTPS proxy given without one (as httpx makes it)."""
+    context = httpx.create_ssl_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _core_request(request: httpx.Request) -> httpcore.Request:
+    """The httpcore form of `request`, for the `trace` extension's `info`."""
+    url = request.url
+    port = url.port or (443 if url.raw_scheme == b"https" else 80)
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path),
+        headers=request.headers.raw,
+        content=request.stream,
+        extensions=request.extensions,
+    )
+
+
+def _httpcore_trace(trace: Any, request: httpx.Request) -> Trace:
+    """The engine's trace hook for httpx's `trace` extension: the `request` in an
+    event's info is httpcore's, as httpx's own transport gives it."""
+
+    def hook(name: str, info: dict[str, Any]) -> Any:
+        if "request" in info:
+            info = {**info, "request": _core_request(request)}
+        return trace(name, info)
+
+    return hook
+
+
+class _ResponseStream(PooledBody, httpx.AsyncByteStream):
+    """The engine's response body as httpx reads it, with httpx's exceptions."""
+
+    mapped = staticmethod(map_error)
+
+    @classmethod
+    def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
+        cls,
+        engine: Engine,
+        conn: Conn,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        extensions: dict[str, Any],
+        request: Any,
+    ) -> httpx.Response:
+        """The `httpx.Response` streaming this body."""
+        return httpx.Response(
+            status_code=status,
+            headers=headers,
+            stream=cls(engine, conn, body, request),
+            extensions=extensions,
+        )
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
@@ -143,7 +188,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
             closed once idle, so a long-busy pool re-resolves DNS.
         retry_post: also retry non-idempotent requests (POST, PATCH) once when a reused
             connection died before any response byte.
-        network_backend: an `httpcore.AsyncNetworkBackend` (for tests).
+        network_backend: a network backend with httpcore's methods, such as an
+            `httpcore.AsyncNetworkBackend` (for tests).
         max_head_size: the largest HTTP/1.1 response head, in bytes (100 KiB, as httpx's
             stock transport); a larger one fails with `httpx.RemoteProtocolError`.
         max_headers: the most header lines an HTTP/1.1 response head may have (100).
@@ -175,7 +221,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         socket_options: Iterable[SocketOption] | None = None,
         max_lifetime: float | None = None,
         retry_post: bool = False,
-        network_backend: httpcore.AsyncNetworkBackend | None = None,
+        network_backend: NetworkBackend | httpcore.AsyncNetworkBackend | None = None,
         max_head_size: int = MAX_HEAD_SIZE,
         max_headers: int = MAX_HEADERS,
         proxy: str | httpx.Proxy | Routes | None = None,
@@ -193,14 +239,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 msg = f"{name} must be a positive whole number, not {value!r}"
                 raise ValueError(msg)
         ssl_context = _ssl_context(verify, cert, trust_env, http1=http1, http2=http2)
-        self._retry_post = retry_post
         if dns_ttl < 0:
             msg = f"dns_ttl must be seconds >= 0 (0 turns the DNS cache off), not {dns_ttl!r}"
             raise ValueError(msg)
         self.dns = DNSCache(dns_ttl, resolver) if dns_ttl > 0 or resolver is not None else None
-        self._routes = proxy if isinstance(proxy, Routes) else Routes.build(proxy, trust_env)
-        self.proxy_labels = self._routes.describe() if self._routes is not None else []
-        self._h2 = H2Counters()
+        routes = proxy if isinstance(proxy, Routes) else build_routes(proxy, trust_env)
+        counters = H2Counters()
         dialer = Dialer(
             ssl_context=ssl_context,
             http1=http1,
@@ -210,150 +254,69 @@ class PoolTransport(httpx.AsyncBaseTransport):
             socket_options=socket_options,
             network_backend=network_backend,
             keepalive_expiry=limits.keepalive_expiry,
+            proxy_context=_proxy_context,
             given_context=ssl_context is verify,
             http2=http2,
             max_head_size=max_head_size,
             max_headers=max_headers,
-            counters=self._h2,
+            counters=counters,
             dns=self.dns,
         )
-        self._scheduler = Scheduler(
+        #: The engine itself (shared with an `Httpx2PoolTransport(engine=...)`).
+        self.engine = Engine(
+            dialer=dialer,
             max_connections=limits.max_connections,
             max_keepalive=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             max_lifetime=max_lifetime,
             maybe_h2=lambda scheme: http2 and (scheme == b"https" or not http1),
-            opener=dialer,
+            retry_post=retry_post,
+            routes=routes,
+            counters=counters,
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        with contextlib.suppress(RuntimeError):
-            self._loop = asyncio.get_running_loop()
-        self._closed = False
-        self._in_flight = 0
-        self._served = 0
-        self._retried = 0
-        self._resent = 0
-        self._errors: dict[str, int] = {}
+        self.proxy_labels = self.engine.proxy_labels
 
     # -- requests ------------------------------------------------------------------------
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send `request` on a pooled connection and return the streaming response."""
-        self._check_loop()
-        key = pool_key(request) if self._routes is None else self._proxied_key(request)
-        timeouts = request.extensions.get("timeout") or {}
-        pool_timeout = timeouts.get("pool")
-        scheduler = self._scheduler
-        tries = _Tries()
-        self._in_flight += 1
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+        """Send `request` on a pooled connection and return the streaming response.
+
+        (The engine's coroutine is returned as this method's own: awaited, it gives the
+        `httpx.Response`, and raises httpx's exceptions.)
+        """
+        url = request.url
+        scheme = url.raw_scheme
+        stream = request.stream
+        body: bytes | httpx.AsyncByteStream
+        if isinstance(stream, httpx.ByteStream):  # in memory: the engine may send it again
+            try:
+                body = request.content
+            except httpx.RequestNotRead:
+                body = b"".join(stream)
+        elif isinstance(stream, httpx.AsyncByteStream):
+            body = stream
+        else:
+            msg = "PoolTransport needs an async request body (use httpx.AsyncClient)"
+            raise TypeError(msg)
+        extensions = request.extensions
+        trace = extensions.get("trace")
         try:
-            for _ in range(MAX_ATTEMPTS):
-                conn = await scheduler.acquire(key, pool_timeout, tries.fresh)
-                try:
-                    if conn.inner is None:
-                        await scheduler.connect(conn, request)
-                    inner = conn.inner
-                    body: Body
-                    assert isinstance(inner, HTTP11Connection | HTTP2Connection)
-                    status, headers, body, extensions = await inner.send(request, timeouts)
-                except BaseException as exc:
-                    scheduler.release(conn)
-                    if self._again(tries, exc, request, conn):
-                        continue
-                    raise
-                return httpx.Response(
-                    status_code=status,
-                    headers=headers,
-                    stream=ResponseStream(self, conn, body, request),
-                    extensions=extensions,
-                )
-            msg = "the server refused new streams on every connection tried"
-            raise httpcore.RemoteProtocolError(msg)  # noqa: TRY301
-        except Exception as exc:
-            self._in_flight -= 1
-            mapped = self._fail(exc, request)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-        except BaseException:
-            self._in_flight -= 1
-            raise
-
-    def _proxied_key(self, request: httpx.Request) -> Key:
-        """The pool key of `request` with its proxy: pooled per (proxy, target origin)."""
-        key: Key = pool_key(request)
-        via = self._routes.route(request.url) if self._routes is not None else None
-        return key if via is None else (*key, via)
-
-    def _again(self, tries: _Tries, exc: BaseException, request: httpx.Request, conn: Conn) -> bool:
-        """Whether to try `request` again after `exc` (the retry rules, in one place)."""
-        if isinstance(exc, httpcore.ConnectionNotAvailable):
-            if tries.hops < MAX_HOPS:
-                tries.hops += 1  # nothing was sent on it: try another connection
-                return True
-            msg = "no connection tried could take a new stream (GOAWAY or closed)"
-            raise httpcore.RemoteProtocolError(msg) from exc
-        if isinstance(exc, StreamNotProcessed):
-            if tries.resends < MAX_RESENDS and isinstance(request.stream, httpx.ByteStream):
-                tries.resends += 1  # the server says it did not process it: any method
-                tries.fresh = not exc.goaway  # after GOAWAY that connection takes no more
-                self._resent += 1
-                return True
-            return False
-        # Reused: by an earlier request, or (HTTP/2) by other streams meanwhile.
-        if (
-            not tries.retried
-            and conn.used > 1
-            and not response_started(conn.inner)
-            and self._may_retry(request, exc)
-        ):
-            tries.retried = tries.fresh = True
-            self._retried += 1
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("retrying %s on a fresh connection", request.method)
-            return True
-        return False
-
-    def _may_retry(self, request: httpx.Request, exc: BaseException) -> bool:
-        """Whether a failure on a reused connection, before any response, may be retried."""
-        if not (self._retry_post or request.method in IDEMPOTENT):
-            return False
-        if not isinstance(request.stream, httpx.ByteStream):
-            return False  # a streamed body cannot be sent again
-        if isinstance(exc, httpcore.ReadError | httpcore.WriteError):
-            return True
-        return isinstance(exc, httpcore.RemoteProtocolError) and "disconnected" in str(exc)
-
-    def _fail(self, exc: Exception, request: httpx.Request) -> Exception:
-        """The httpx exception for `exc`, counted by kind."""
-        mapped = map_error(exc, request)
-        if mapped is exc and not isinstance(exc, httpx.TransportError):
-            return exc
-        name = type(mapped).__name__
-        self._errors[name] = self._errors.get(name, 0) + 1
-        return mapped
-
-    def _done(self, conn: Conn) -> None:
-        self._in_flight -= 1
-        self._served += 1
-        self._scheduler.release(conn)
-
-    def _check_loop(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            msg = (
-                "httpool's PoolTransport runs on asyncio only; for another event loop "
-                "(trio) use transport='httpx' in the provider"
-            )
-            raise RuntimeError(msg) from None
-        if loop is not self._loop:
-            if self._loop is None:
-                self._loop = loop
-            else:
-                raise RuntimeError(_loop_message("another event loop"))
-        if self._closed:
-            raise TransportClosedError
+            method = METHODS[request.method]
+        except KeyError:
+            method = request.method.encode("utf-8", "surrogatepass")
+        sent = Request(
+            method,
+            scheme,
+            url.raw_host,
+            url.port or (443 if scheme == b"https" else 80),
+            url.raw_path,
+            request.headers.raw,
+            body,
+            extensions.get("timeout") or NO_TIMEOUTS,
+            extensions.get("sni_hostname"),
+            None if trace is None else _httpcore_trace(trace, request),
+        )
+        return self.engine.send(sent, _ResponseStream, request)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -362,23 +325,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
         Later requests raise `RuntimeError`. Closing twice is fine.
         """
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # not on asyncio (trio): no request ever ran here
-            loop = None
-        if loop is None or (self._loop is not None and loop is not self._loop):
-            self._scheduler.closed = True  # its sockets belong to the other loop: leave them
-            if self._scheduler.conns:
-                logger.warning(
-                    "PoolTransport closed from another event loop: %d connections of the "
-                    "loop that used it were abandoned",
-                    len(self._scheduler.conns),
-                )
-            return
-        await self._scheduler.aclose()
+        await self.engine.aclose()
 
     def stats(self) -> dict[str, Any]:
         """JSON-ready counters, cheap to take (no connection is inspected).
@@ -393,27 +340,4 @@ class PoolTransport(httpx.AsyncBaseTransport):
         and `streams_resent` (requests sent again because the server did not process
         them: above a GOAWAY's last stream id, or refused with REFUSED_STREAM).
         """
-        scheduler = self._scheduler
-        idle = len(scheduler.lru)
-        open_ = scheduler.total - scheduler.connecting - scheduler.closing_n
-        return {
-            "connections_open": open_,
-            "connections_idle": idle,
-            "connections_in_use": open_ - idle,
-            "connections_connecting": scheduler.connecting,
-            "connections_opened": scheduler.opened,
-            "connections_closed": scheduler.closed_count,
-            "requests_in_flight": self._in_flight,
-            "waiters": scheduler.waiting,
-            "requests_served": self._served,
-            "retries": self._retried,
-            "streams_open": self._h2.streams_open,
-            "goaways": self._h2.goaways,
-            "streams_resent": self._resent,
-            "errors": dict(self._errors),
-            "origins": {
-                o.label: {"open": o.open, "idle": o.idle_n, "in_use": o.open - o.idle_n}
-                for o in list(scheduler.origins.values())
-                if o.open
-            },
-        }
+        return self.engine.stats()

@@ -7,22 +7,29 @@ requests go in absolute form. The CONNECT exchange is spoken with h11 (the refer
 HTTP/1.1 state machine httpcore uses); the SOCKS handshakes with python-socks.
 
 A tunnel that fails (the proxy refuses the connection, answers 407 or 403, or breaks
-the exchange) raises `httpcore.ProxyError` naming the proxy masked and the status; its
+the exchange) raises `ProxyError` naming the proxy masked and the status; its
 connection is closed before the error leaves.
 """
 
 from __future__ import annotations
 
-import functools
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import h11
-import httpcore
-import httpx
 
+from ._errors import (
+    ConnectError,
+    ConnectTimeout,
+    NetworkError,
+    ProxyError,
+    ReadTimeout,
+    WriteTimeout,
+)
+from ._network import NetworkBackend, NetworkStream
 from ._proxy import SOCKS, ProxyConf
+from ._records import Origin
 
 __all__ = ["forwards", "open_via_proxy"]
 
@@ -35,29 +42,25 @@ def forwards(via: ProxyConf, scheme: bytes) -> bool:
     return scheme == b"http" and via.scheme in ("http", "https")
 
 
-@functools.cache
-def _proxy_context() -> ssl.SSLContext:
-    """The TLS context for an HTTPS proxy given without one (as httpx makes it)."""
-    context = httpx.create_ssl_context()
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 def _authority(host: bytes, port: int) -> bytes:
     shown = b"[" + host + b"]" if b":" in host else host
     return b"%s:%d" % (shown, port)
 
 
 async def open_via_proxy(
-    backend: httpcore.AsyncNetworkBackend,
+    backend: NetworkBackend,
     via: ProxyConf,
-    origin: httpcore.Origin,
+    origin: Origin,
     seconds: float | None,
     *,
+    default_context: Callable[[], ssl.SSLContext],
     local_address: str | None = None,
     socket_options: Iterable[Any] | None = None,
-) -> httpcore.AsyncNetworkStream:
-    """A stream to the target through `via` (or to `via` itself for a forwarded request)."""
+) -> NetworkStream:
+    """A stream to the target through `via` (or to `via` itself for a forwarded request).
+
+    `default_context` makes the TLS context for an HTTPS proxy given without one.
+    """
     if via.scheme in SOCKS:
         from ._socks import open_socks
 
@@ -70,12 +73,12 @@ async def open_via_proxy(
             local_address=local_address,
             socket_options=socket_options,
         )
-    except httpcore.ConnectError as exc:
+    except ConnectError.caught as exc:
         msg = f"could not connect to the proxy {via.label}: {exc}"
-        raise httpcore.ProxyError(msg) from None
+        raise ProxyError(msg) from None
     try:
         if via.scheme == "https":
-            context = via.ssl_context or _proxy_context()
+            context = via.ssl_context or default_context()
             stream = await stream.start_tls(context, server_hostname=via.host, timeout=seconds)
         if not forwards(via, origin.scheme):
             await _connect(stream, via, _authority(origin.host, origin.port), seconds)
@@ -86,7 +89,7 @@ async def open_via_proxy(
 
 
 async def _connect(
-    stream: httpcore.AsyncNetworkStream, via: ProxyConf, authority: bytes, seconds: float | None
+    stream: NetworkStream, via: ProxyConf, authority: bytes, seconds: float | None
 ) -> None:
     """Ask the proxy for a tunnel to `authority` (`CONNECT host:port`); raise if refused."""
     target = authority.decode("ascii", "replace")
@@ -102,21 +105,21 @@ async def _connect(
                 conn.receive_data(await stream.read(READ_SIZE, seconds))
             elif not isinstance(event, h11.InformationalResponse):
                 break
-    except (httpcore.ReadTimeout, httpcore.WriteTimeout):
+    except (*ReadTimeout.caught, *WriteTimeout.caught):
         msg = f"the proxy {via.label} did not answer CONNECT {target} in time"
-        raise httpcore.ConnectTimeout(msg) from None
-    except (h11.ProtocolError, httpcore.NetworkError) as exc:
+        raise ConnectTimeout(msg) from None
+    except (h11.ProtocolError, *NetworkError.caught) as exc:  # type: ignore[misc]
         msg = f"the proxy {via.label} broke the CONNECT {target} exchange: {exc}"
-        raise httpcore.ProxyError(msg) from None
+        raise ProxyError(msg) from None
     if not isinstance(event, h11.Response):
         msg = f"the proxy {via.label} closed the connection before answering CONNECT {target}"
-        raise httpcore.ProxyError(msg)
+        raise ProxyError(msg)
     status = event.status_code
     if not 200 <= status < 300:
         reason = event.reason.decode("latin-1", "replace")
         hint = " (check the proxy's credentials)" if status == 407 else ""
         msg = f"the proxy {via.label} refused the tunnel to {target}: {status} {reason}{hint}"
-        raise httpcore.ProxyError(msg)
+        raise ProxyError(msg)
     if conn.trailing_data[0]:
         msg = f"the proxy {via.label} sent bytes of its own after opening the tunnel"
-        raise httpcore.ProxyError(msg)
+        raise ProxyError(msg)

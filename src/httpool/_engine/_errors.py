@@ -1,0 +1,141 @@
+"""The engine's exceptions: one tree of its own, with httpx's names.
+
+The engine raises these and nothing of a client library; each adapter maps them by
+name to its library's exceptions (`PoolTransport` to httpx's, `Httpx2PoolTransport` to
+httpx2's), walking the class's bases so that `StreamNotProcessed` becomes a
+`RemoteProtocolError`.
+
+A network backend of another library (an httpcore backend given as `network_backend`)
+raises that library's exceptions. `adopt(module)` makes the engine take those of the
+same names as its own: every `except` that looks at a backend's error names the
+`caught` tuple of a class (`except WriteError.caught:`), which holds the engine's class
+and any adopted one. The tuples are read only when an exception is being handled.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import ClassVar
+
+__all__ = [
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionNotAvailable",
+    "EngineError",
+    "LocalProtocolError",
+    "NetworkError",
+    "PoolTimeout",
+    "ProtocolError",
+    "ProxyError",
+    "ReadError",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "StreamNotProcessed",
+    "TimeoutException",
+    "UnsupportedProtocol",
+    "WriteError",
+    "WriteTimeout",
+    "adopt",
+]
+
+
+class EngineError(Exception):
+    """Any failure of a request in the engine (httpx's `TransportError`)."""
+
+    caught: ClassVar[tuple[type[Exception], ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls.caught = (cls,)
+
+
+EngineError.caught = (EngineError,)
+
+
+class TimeoutException(EngineError):  # noqa: N818 (the name httpx and httpcore give it)
+    """A timeout: connecting, reading, writing, or waiting for a connection."""
+
+
+class ConnectTimeout(TimeoutException):
+    """Connecting (TCP, TLS, a proxy's tunnel, HTTP/2's SETTINGS) took too long."""
+
+
+class ReadTimeout(TimeoutException):
+    """No bytes arrived in time."""
+
+
+class WriteTimeout(TimeoutException):
+    """Bytes could not be written in time."""
+
+
+class PoolTimeout(TimeoutException):
+    """No connection was free in time."""
+
+
+class NetworkError(EngineError):
+    """The network failed."""
+
+
+class ConnectError(NetworkError):
+    """The connection could not be opened."""
+
+
+class ReadError(NetworkError):
+    """Reading failed (the connection broke)."""
+
+
+class WriteError(NetworkError):
+    """Writing failed (the connection broke)."""
+
+
+class ProtocolError(EngineError):
+    """The HTTP rules were broken."""
+
+
+class LocalProtocolError(ProtocolError):
+    """The request breaks the HTTP rules (nothing more of it is sent)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server broke the HTTP rules or the connection mid-exchange."""
+
+
+class ProxyError(EngineError):
+    """The proxy refused or broke the connection."""
+
+
+class UnsupportedProtocol(EngineError):  # noqa: N818 (the name httpx and httpcore give it)
+    """The URL's scheme is not http or https."""
+
+
+class StreamNotProcessed(RemoteProtocolError):  # noqa: N818 (the name httpx and httpcore give it)
+    """The server did not process the request: the stream was above a GOAWAY's last
+    stream id (`goaway` is True), or was refused with `REFUSED_STREAM` (RFC 9113 §8.7).
+    Sending it again on another connection is safe whatever the method."""
+
+    def __init__(self, message: str, *, goaway: bool) -> None:
+        super().__init__(message)
+        self.goaway = goaway
+
+
+class ConnectionNotAvailable(EngineError):  # noqa: N818 (the name httpx and httpcore give it)
+    """An internal signal: the connection takes no new request (nothing was sent on it);
+    the engine tries another one."""
+
+
+_NAMED: tuple[type[EngineError], ...] = (
+    TimeoutException, ConnectTimeout, ReadTimeout, WriteTimeout, PoolTimeout, NetworkError,
+    ConnectError, ReadError, WriteError, ProtocolError, LocalProtocolError,
+    RemoteProtocolError, ProxyError, UnsupportedProtocol, ConnectionNotAvailable,
+)  # fmt: skip
+
+
+def adopt(module: ModuleType) -> None:
+    """Take `module`'s exceptions of the engine's names as the engine's own, where the
+    engine catches a network backend's errors (see the module's docstring); all of them
+    count as an `EngineError`. Idempotent."""
+    for cls in _NAMED:
+        other = getattr(module, cls.__name__, None)
+        if isinstance(other, type) and issubclass(other, Exception) and other not in cls.caught:
+            cls.caught = (*cls.caught, other)
+            EngineError.caught = (*EngineError.caught, other)
