@@ -118,6 +118,13 @@ def test_lower_case_variables_win(monkeypatch: pytest.MonkeyPatch) -> None:
         ("http://example.com", "http://example.com", True),
         ("example.com:8443", "https://example.com:8443", True),
         ("example.com:8443", "https://example.com", False),
+        # a name with letters outside ASCII matches the request's host, which is IDNA
+        ("bücher.example", "https://bücher.example", True),
+        ("bücher.example", "https://api.bücher.example", True),
+        ("BÜCHER.example", "https://xn--bcher-kva.example", True),
+        ("xn--bcher-kva.example", "https://bücher.example", True),
+        ("*.bücher.example", "https://bücher.example", False),
+        ("bücher.example", "https://buecher.example", False),
     ],
 )
 def test_no_proxy_matching(

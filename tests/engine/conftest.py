@@ -17,6 +17,7 @@ from httpool._engine._transport import PoolTransport
 
 from ..proxies import ProxyLog, serve_proxy
 from ..upstream import Upstream, UpstreamServer, upstream_server
+from .rawh2 import ScriptedH2Server
 from .servers import RawH2Server, RawHTTPServer, serve_granian
 
 
@@ -24,6 +25,16 @@ from .servers import RawH2Server, RawHTTPServer, serve_granian
 async def raw_server() -> AsyncIterator[RawHTTPServer]:
     """A raw HTTP/1.1 server on the test's loop whose misbehaviour a test can switch on."""
     server = RawHTTPServer()
+    await server.start()
+    yield server
+    await server.aclose()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ScriptedH2Server]:
+    """A scripted raw HTTP/2 server on the test's loop (`rawh2.py`); a module with a
+    `server` fixture of its own uses that one instead."""
+    server = ScriptedH2Server()
     await server.start()
     yield server
     await server.aclose()

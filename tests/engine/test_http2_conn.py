@@ -28,15 +28,6 @@ pytestmark = pytest.mark.anyio
 CANCEL = 0x8
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[ScriptedH2Server]:
-    """A scripted raw HTTP/2 server on the test's loop."""
-    server = ScriptedH2Server()
-    await server.start()
-    yield server
-    await server.aclose()
-
-
 def h2_client(
     server: ScriptedH2Server, *, timeout: float = 5.0, **options: object
 ) -> tuple[PoolTransport, httpx.AsyncClient]:

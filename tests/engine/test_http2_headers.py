@@ -7,8 +7,6 @@ server-side validation of what it receives enforces it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from hpack import NeverIndexedHeaderTuple
@@ -21,15 +19,6 @@ from .rawh2 import ScriptedH2Server
 pytestmark = pytest.mark.anyio
 
 SECRET = b"sk-do-not-show-0123456789"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ScriptedH2Server]:
-    """A scripted raw HTTP/2 server on the test's loop."""
-    server = ScriptedH2Server()
-    await server.start()
-    yield server
-    await server.aclose()
 
 
 def h2_client(server: ScriptedH2Server) -> tuple[PoolTransport, httpx.AsyncClient]:

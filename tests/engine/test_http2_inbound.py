@@ -13,8 +13,6 @@ other requests go on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import h2.config
 import h2.connection
 import h2.events
@@ -57,11 +55,14 @@ def _server() -> h2.connection.H2Connection:
 
 
 def _client(*, h2_checks: bool) -> h2.connection.H2Connection:
+    # Normalisation off on both: it only joins `cookie` fields (a request's, RFC 9113
+    # §8.2.3), and joining two of them can make or unmake a space at a value's end, which
+    # would compare h2's joining with nothing rather than its checks with httpool's.
     config = h2.config.H2Configuration(
         client_side=True,
         header_encoding=None,
         validate_inbound_headers=h2_checks,
-        normalize_inbound_headers=h2_checks,
+        normalize_inbound_headers=False,
     )
     return h2.connection.H2Connection(config=config)
 
@@ -175,14 +176,6 @@ def test_each_rule_names_the_field_and_never_the_value(
         assert found is not None
         assert found.startswith(why)
         assert b"v\r\nx-b" not in found.encode()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ScriptedH2Server]:
-    server = ScriptedH2Server()
-    await server.start()
-    yield server
-    await server.aclose()
 
 
 @pytest.mark.anyio

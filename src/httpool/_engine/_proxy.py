@@ -16,6 +16,8 @@ import re
 import ssl
 from typing import Final
 
+import idna
+
 from .._secret import MASK, Secret
 
 __all__ = ["PROXY_SCHEMES", "SOCKS", "ProxyConf", "Routes", "Rule", "masked", "rule"]
@@ -92,12 +94,27 @@ def masked(url: str) -> str:
     return f"{scheme}{sep}{authority}{slash}{path}"
 
 
+def _ascii_host(pattern: str) -> str:
+    """A host pattern as the requests' hosts are matched: IDNA-encoded, as httpx encodes
+    a URL's host (a pattern idna refuses is kept, and matches no such host)."""
+    if pattern.isascii():
+        return pattern
+    wildcard, name = ("*.", pattern[2:]) if pattern.startswith("*.") else ("", pattern)
+    if not wildcard and name.startswith("*"):
+        wildcard, name = "*", name[1:]
+    try:
+        return wildcard + idna.encode(name.lower()).decode("ascii")
+    except idna.IDNAError:
+        return pattern
+
+
 class Rule:
     """One pattern of the proxy map (`all://*example.com`, `https://`, an IP network)."""
 
     __slots__ = ("host", "network", "port", "priority", "regex", "scheme")
 
     def __init__(self, scheme: str, host: str, port: int | None) -> None:
+        host = _ascii_host(host)
         self.scheme = "" if scheme == "all" else scheme
         self.port = port
         self.network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
