@@ -23,9 +23,9 @@ import httpx2
 from . import _errors
 from ._core import Engine, PooledBody
 from ._errors import EngineError
-from ._messages import METHODS, NO_TIMEOUTS, Body, Request, Trace
+from ._messages import Body, Trace
 from ._records import Conn
-from ._transport import PoolTransport, as_httpx_limits
+from ._transport import PoolTransport, as_httpx_limits, engine_request
 
 __all__ = ["Httpx2PoolTransport"]
 
@@ -165,33 +165,11 @@ class Httpx2PoolTransport(httpx2.AsyncBaseTransport):
         core = self._core
         if core is None:
             return self._through_httpx(request)
-        url = request.url
-        scheme = url.raw_scheme
-        stream = request.stream
-        body: Any
-        if isinstance(stream, httpx2.ByteStream):  # in memory: the engine may send it again
-            try:
-                body = request.content
-            except httpx2.RequestNotRead:
-                body = b"".join(stream)
-        else:
-            body = stream
-        extensions = request.extensions
-        trace = extensions.get("trace")
-        try:
-            method = METHODS[request.method]
-        except KeyError:
-            method = request.method.encode("utf-8", "surrogatepass")
-        sent = Request(
-            method,
-            scheme,
-            url.raw_host,
-            url.port or (443 if scheme == b"https" else 80),
-            url.raw_path,
-            request.headers.raw,
-            body,
-            extensions.get("timeout") or NO_TIMEOUTS,
-            extensions.get("sni_hostname"),
+        trace = request.extensions.get("trace")
+        sent = engine_request(
+            request,
+            httpx2.ByteStream,
+            httpx2.RequestNotRead,
             None if trace is None else _httpcore2_trace(trace, request),
         )
         return core.send(sent, _Body, request)

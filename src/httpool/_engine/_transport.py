@@ -117,6 +117,40 @@ def _core_request(request: httpx.Request) -> httpcore.Request:
     )
 
 
+def engine_request(
+    request: Any, in_memory: type[Any], not_read: type[Exception], trace: Trace | None
+) -> Request:
+    """The engine's `Request` for an httpx or an httpx2 request (the two libraries have
+    one API): `in_memory` and `not_read` are the library's `ByteStream` and
+    `RequestNotRead`, for a body held in memory, which the engine may send again."""
+    url = request.url
+    scheme = url.raw_scheme
+    stream = request.stream
+    body: Any = stream
+    if isinstance(stream, in_memory):
+        try:
+            body = request.content
+        except not_read:
+            body = b"".join(stream)
+    extensions = request.extensions
+    try:
+        method = METHODS[request.method]
+    except KeyError:
+        method = request.method.encode("utf-8", "surrogatepass")
+    return Request(
+        method,
+        scheme,
+        url.raw_host,
+        url.port or (443 if scheme == b"https" else 80),
+        url.raw_path,
+        request.headers.raw,
+        body,
+        extensions.get("timeout") or NO_TIMEOUTS,
+        extensions.get("sni_hostname"),
+        trace,
+    )
+
+
 def _httpcore_trace(trace: Any, request: httpx.Request) -> Trace:
     """The engine's trace hook for httpx's `trace` extension: the `request` in an
     event's info is httpcore's, as httpx's own transport gives it."""
@@ -284,36 +318,14 @@ class PoolTransport(httpx.AsyncBaseTransport):
         (The engine's coroutine is returned as this method's own: awaited, it gives the
         `httpx.Response`, and raises httpx's exceptions.)
         """
-        url = request.url
-        scheme = url.raw_scheme
-        stream = request.stream
-        body: bytes | httpx.AsyncByteStream
-        if isinstance(stream, httpx.ByteStream):  # in memory: the engine may send it again
-            try:
-                body = request.content
-            except httpx.RequestNotRead:
-                body = b"".join(stream)
-        elif isinstance(stream, httpx.AsyncByteStream):
-            body = stream
-        else:
+        if not isinstance(request.stream, httpx.ByteStream | httpx.AsyncByteStream):
             msg = "PoolTransport needs an async request body (use httpx.AsyncClient)"
             raise TypeError(msg)
-        extensions = request.extensions
-        trace = extensions.get("trace")
-        try:
-            method = METHODS[request.method]
-        except KeyError:
-            method = request.method.encode("utf-8", "surrogatepass")
-        sent = Request(
-            method,
-            scheme,
-            url.raw_host,
-            url.port or (443 if scheme == b"https" else 80),
-            url.raw_path,
-            request.headers.raw,
-            body,
-            extensions.get("timeout") or NO_TIMEOUTS,
-            extensions.get("sni_hostname"),
+        trace = request.extensions.get("trace")
+        sent = engine_request(
+            request,
+            httpx.ByteStream,
+            httpx.RequestNotRead,
             None if trace is None else _httpcore_trace(trace, request),
         )
         return self.engine.send(sent, _ResponseStream, request)
