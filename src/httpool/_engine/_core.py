@@ -300,13 +300,13 @@ class Engine:
             return False
         if not isinstance(request.body, bytes):
             return False  # a streamed body cannot be sent again
-        if isinstance(exc, (*ReadError.caught, *WriteError.caught)):
+        if isinstance(exc, (ReadError, WriteError)):
             return True
-        return isinstance(exc, RemoteProtocolError.caught) and "disconnected" in str(exc)
+        return isinstance(exc, RemoteProtocolError) and "disconnected" in str(exc)
 
     def count(self, exc: BaseException) -> None:
         """Count `exc` by name (`stats()["errors"]`) if it is one of the engine's kinds."""
-        if isinstance(exc, EngineError.caught):
+        if isinstance(exc, EngineError):
             name = error_name(exc)
             if name is not None:
                 self._errors[name] = self._errors.get(name, 0) + 1

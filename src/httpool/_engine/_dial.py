@@ -12,7 +12,7 @@ from ._errors import ConnectError, ConnectTimeout
 from ._http2 import H2Counters, HTTP2Connection, StreamBudget
 from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS, HTTP11Connection
 from ._messages import Request
-from ._network import NetworkBackend, NetworkStream
+from ._network import GivenBackend, NetworkBackend, NetworkStream
 from ._records import Conn, Inner, Key
 from ._tunnel import forwards, open_via_proxy
 
@@ -54,7 +54,7 @@ class Dialer:
         self._uds = uds
         self._socket_options = list(socket_options) if socket_options is not None else None
         self._backend: NetworkBackend = (
-            network_backend if network_backend is not None else AsyncioBackend(dns)
+            GivenBackend(network_backend) if network_backend is not None else AsyncioBackend(dns)
         )
         self._proxy_context = proxy_context  # for an HTTPS proxy given without a context
         self._expiry = keepalive_expiry
@@ -98,7 +98,7 @@ class Dialer:
                         self._uds, timeout=timeout, socket_options=self._socket_options
                     )
                 break
-            except (*ConnectError.caught, *ConnectTimeout.caught):
+            except (ConnectError, ConnectTimeout):
                 if left <= 0:
                     raise
                 left -= 1

@@ -5,17 +5,11 @@ name to its library's exceptions (`PoolTransport` to httpx's, `Httpx2PoolTranspo
 httpx2's), walking the class's bases so that `StreamNotProcessed` becomes a
 `RemoteProtocolError`.
 
-A network backend of another library (an httpcore backend given as `network_backend`)
-raises that library's exceptions. `adopt(module)` makes the engine take those of the
-same names as its own: every `except` that looks at a backend's error names the
-`caught` tuple of a class (`except WriteError.caught:`), which holds the engine's class
-and any adopted one. The tuples are read only when an exception is being handled.
+A network backend given from outside (an httpcore backend, for tests) raises its own
+library's exceptions; `_network.GivenBackend` turns them into these where they leave it.
 """
 
 from __future__ import annotations
-
-from types import ModuleType
-from typing import ClassVar
 
 __all__ = [
     "ConnectError",
@@ -35,21 +29,11 @@ __all__ = [
     "UnsupportedProtocol",
     "WriteError",
     "WriteTimeout",
-    "adopt",
 ]
 
 
 class EngineError(Exception):
     """Any failure of a request in the engine (httpx's `TransportError`)."""
-
-    caught: ClassVar[tuple[type[Exception], ...]] = ()
-
-    def __init_subclass__(cls) -> None:
-        super().__init_subclass__()
-        cls.caught = (cls,)
-
-
-EngineError.caught = (EngineError,)
 
 
 class TimeoutException(EngineError):  # noqa: N818 (the name httpx and httpcore give it)
@@ -121,21 +105,3 @@ class StreamNotProcessed(RemoteProtocolError):  # noqa: N818 (the name httpx and
 class ConnectionNotAvailable(EngineError):  # noqa: N818 (the name httpx and httpcore give it)
     """An internal signal: the connection takes no new request (nothing was sent on it);
     the engine tries another one."""
-
-
-_NAMED: tuple[type[EngineError], ...] = (
-    TimeoutException, ConnectTimeout, ReadTimeout, WriteTimeout, PoolTimeout, NetworkError,
-    ConnectError, ReadError, WriteError, ProtocolError, LocalProtocolError,
-    RemoteProtocolError, ProxyError, UnsupportedProtocol, ConnectionNotAvailable,
-)  # fmt: skip
-
-
-def adopt(module: ModuleType) -> None:
-    """Take `module`'s exceptions of the engine's names as the engine's own, where the
-    engine catches a network backend's errors (see the module's docstring); all of them
-    count as an `EngineError`. Idempotent."""
-    for cls in _NAMED:
-        other = getattr(module, cls.__name__, None)
-        if isinstance(other, type) and issubclass(other, Exception) and other not in cls.caught:
-            cls.caught = (*cls.caught, other)
-            EngineError.caught = (*EngineError.caught, other)

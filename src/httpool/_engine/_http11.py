@@ -302,7 +302,7 @@ class HTTP11Connection:
                 head, length, chunked = self._request_head(request)
                 try:  # noqa: SIM105 (cheaper than contextlib.suppress)
                     await self._write(request, head, length, chunked, timeouts.get("write"))
-                except WriteError.caught:
+                except WriteError:
                     pass  # the server may have answered
                 status, headers, extensions = await self._read_response(read_timeout)
             else:
@@ -332,7 +332,7 @@ class HTTP11Connection:
                 await self._stream.write(head, seconds)
             async with _Traced(trace, "send_request_body", info):
                 await self._write(request, None, length, chunked, seconds)
-        except WriteError.caught:
+        except WriteError:
             pass  # the server may have answered
         async with _Traced(trace, "receive_response_headers", info) as step:
             status, headers, extensions = await self._read_response(timeouts.get("read"))

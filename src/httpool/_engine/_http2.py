@@ -325,7 +325,7 @@ class HTTP2Connection:
             await self.aclose()
             msg = "the server sent no HTTP/2 SETTINGS in time"
             raise ConnectTimeout(msg) from None
-        except (*NetworkError.caught, *RemoteProtocolError.caught) as exc:
+        except (NetworkError, RemoteProtocolError) as exc:
             await self.aclose()
             msg = f"the HTTP/2 connection failed before the server's SETTINGS: {exc}"
             raise ConnectError(msg) from exc
@@ -359,7 +359,7 @@ class HTTP2Connection:
             with contextlib.suppress(Exception):
                 self._send_soon(h2c.data_to_send())  # h2's GOAWAY, if it made one
         except Exception as exc:  # noqa: BLE001 (a read failure ends the connection)
-            error = exc if isinstance(exc, ReadError.caught) else ReadError(str(exc))
+            error = exc if isinstance(exc, ReadError) else ReadError(str(exc))
         self._end(error)
 
     def _take_goaway(self, data: bytes) -> bytes:
@@ -725,13 +725,13 @@ class HTTP2Connection:
             self._h2.ping(os.urandom(8))
             try:
                 await self._flush(self._ping_timeout)
-            except NetworkError.caught:
+            except NetworkError:
                 await self.aclose()
                 raise ConnectionNotAvailable from None
         try:
             async with asyncio.timeout(self._ping_timeout):
                 await asyncio.shield(self._ping)
-        except (TimeoutError, *NetworkError.caught):  # type: ignore[misc]
+        except (TimeoutError, NetworkError):
             await self.aclose()
             raise ConnectionNotAvailable from None
 

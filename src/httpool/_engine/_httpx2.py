@@ -20,7 +20,6 @@ import httpcore2
 import httpx
 import httpx2
 
-from . import _errors
 from ._core import Engine, PooledBody
 from ._errors import EngineError
 from ._messages import Body, Trace
@@ -28,8 +27,6 @@ from ._records import Conn
 from ._transport import PoolTransport, as_httpx_limits, engine_request
 
 __all__ = ["Httpx2PoolTransport"]
-
-_errors.adopt(httpcore2)  # a network backend given for tests may be httpcore2's
 
 
 def _mapped(exc: Exception, request: httpx2.Request) -> httpx2.TransportError:
@@ -48,7 +45,7 @@ class _Body(PooledBody, httpx2.AsyncByteStream):
 
     @staticmethod
     def mapped(exc: Exception, request: Any) -> Exception:
-        if isinstance(exc, EngineError.caught):
+        if isinstance(exc, EngineError):
             return _mapped(exc, request)
         return exc
 

@@ -1,9 +1,10 @@
 """What the engine needs of a network: a backend that connects, and the streams it gives.
 
 The methods are httpcore's, so an httpcore network backend (`network_backend=`, for
-tests) fits as it is; the engine's own is `_asyncio_backend.AsyncioBackend`. The
-exceptions such a backend raises are the engine's or, once adopted (`_errors.adopt`),
-those of the same names of its own library.
+tests) fits; the engine's own is `_asyncio_backend.AsyncioBackend`. A backend given from
+outside is wrapped in `GivenBackend`, which turns the exceptions of its own library
+into the engine's of the same names where they leave it, so the engine only ever
+catches its own.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import ssl
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-__all__ = ["NetworkBackend", "NetworkStream"]
+from . import _errors
+
+__all__ = ["GivenBackend", "NetworkBackend", "NetworkStream"]
 
 
 class NetworkStream(Protocol):
@@ -52,3 +55,107 @@ class NetworkBackend(Protocol):
     ) -> NetworkStream: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+def _engine_error(exc: Exception) -> Exception:
+    """The engine's exception of the same name as `exc` or its nearest base (httpcore's
+    and httpcore2's are named as the engine's), or `exc` itself."""
+    if isinstance(exc, _errors.EngineError):
+        return exc
+    for cls in type(exc).__mro__:
+        kind = getattr(_errors, cls.__name__, None)
+        if isinstance(kind, type) and issubclass(kind, _errors.EngineError):
+            translated: Exception = kind(str(exc))
+            return translated
+    return exc
+
+
+class _GivenStream:
+    """A stream of a given backend, raising the engine's exceptions."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: NetworkStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        try:
+            return await self._stream.read(max_bytes, timeout=timeout)
+        except Exception as exc:
+            raise _engine_error(exc) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        try:
+            await self._stream.write(buffer, timeout=timeout)
+        except Exception as exc:
+            raise _engine_error(exc) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except Exception as exc:
+            raise _engine_error(exc) from exc
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> NetworkStream:
+        try:
+            stream = await self._stream.start_tls(
+                ssl_context, server_hostname=server_hostname, timeout=timeout
+            )
+        except Exception as exc:
+            raise _engine_error(exc) from exc
+        return _GivenStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class GivenBackend:
+    """A network backend given from outside (`network_backend=`), raising the engine's
+    exceptions."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend: NetworkBackend) -> None:
+        self._backend = backend
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> NetworkStream:
+        try:
+            stream = await self._backend.connect_tcp(
+                host,
+                port,
+                timeout=timeout,
+                local_address=local_address,
+                socket_options=socket_options,
+            )
+        except Exception as exc:
+            raise _engine_error(exc) from exc
+        return _GivenStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        socket_options: Iterable[Any] | None = None,
+    ) -> NetworkStream:
+        try:
+            stream = await self._backend.connect_unix_socket(
+                path, timeout=timeout, socket_options=socket_options
+            )
+        except Exception as exc:
+            raise _engine_error(exc) from exc
+        return _GivenStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import httpcore
 import httpx
 
-from . import _errors
 from ._core import Engine, PooledBody, error_name
 from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PoolTransport", "as_httpx_limits", "map_error"]
 
-_errors.adopt(httpcore)  # a network backend given for tests may be httpcore's
 
 #: The limits of a bare `PoolTransport()`: those of httpx's own transport (a provider
 #: uses httpool's `DEFAULT_LIMITS`, of `_config`).

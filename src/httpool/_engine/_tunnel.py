@@ -73,7 +73,7 @@ async def open_via_proxy(
             local_address=local_address,
             socket_options=socket_options,
         )
-    except ConnectError.caught as exc:
+    except ConnectError as exc:
         msg = f"could not connect to the proxy {via.label}: {exc}"
         raise ProxyError(msg) from None
     try:
@@ -105,10 +105,10 @@ async def _connect(
                 conn.receive_data(await stream.read(READ_SIZE, seconds))
             elif not isinstance(event, h11.InformationalResponse):
                 break
-    except (*ReadTimeout.caught, *WriteTimeout.caught):
+    except (ReadTimeout, WriteTimeout):
         msg = f"the proxy {via.label} did not answer CONNECT {target} in time"
         raise ConnectTimeout(msg) from None
-    except (h11.ProtocolError, *NetworkError.caught) as exc:  # type: ignore[misc]
+    except (h11.ProtocolError, NetworkError) as exc:
         msg = f"the proxy {via.label} broke the CONNECT {target} exchange: {exc}"
         raise ProxyError(msg) from None
     if not isinstance(event, h11.Response):
