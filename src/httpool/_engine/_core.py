@@ -27,6 +27,7 @@ from ._errors import (
     StreamNotProcessed,
     UnsupportedProtocol,
     WriteError,
+    kind_name,
 )
 from ._http2 import H2Counters, HTTP2Connection
 from ._http11 import HTTP11Connection
@@ -35,7 +36,7 @@ from ._proxy import Routes
 from ._records import Key
 from ._scheduler import Conn, Scheduler, TransportClosedError
 
-__all__ = ["Engine", "PooledBody", "error_name"]
+__all__ = ["Engine", "PooledBody"]
 
 logger = logging.getLogger("httpool.transport")
 
@@ -43,22 +44,6 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"
 MAX_RESENDS = 1  # re-sends of a request the server did not process (GOAWAY, REFUSED_STREAM)
 MAX_HOPS = 3  # connections given up before our stream opened (GOAWAY, closed, dead on PING)
 MAX_ATTEMPTS = 1 + 1 + MAX_RESENDS + MAX_HOPS  # the first try and one stale-connection retry
-_NAMES = frozenset(
-    {
-        "TimeoutException", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout",
-        "NetworkError", "ConnectError", "ReadError", "WriteError", "ProtocolError",
-        "LocalProtocolError", "RemoteProtocolError", "ProxyError", "UnsupportedProtocol",
-    }
-)  # fmt: skip
-
-
-def error_name(exc: BaseException) -> str | None:
-    """The name `exc` is counted (and mapped) by: that of its nearest class with one of
-    the engine's (and httpx's) names, or None for an error of no such kind."""
-    for cls in type(exc).__mro__:
-        if cls.__name__ in _NAMES:
-            return cls.__name__
-    return None
 
 
 def _loop_message(kind: str) -> str:
@@ -307,7 +292,7 @@ class Engine:
     def count(self, exc: BaseException) -> None:
         """Count `exc` by name (`stats()["errors"]`) if it is one of the engine's kinds."""
         if isinstance(exc, EngineError):
-            name = error_name(exc)
+            name = kind_name(exc)
             if name is not None:
                 self._errors[name] = self._errors.get(name, 0) + 1
 

@@ -29,6 +29,7 @@ __all__ = [
     "UnsupportedProtocol",
     "WriteError",
     "WriteTimeout",
+    "kind_name",
 ]
 
 
@@ -105,3 +106,16 @@ class StreamNotProcessed(RemoteProtocolError):  # noqa: N818 (the name httpx and
 class ConnectionNotAvailable(EngineError):  # noqa: N818 (the name httpx and httpcore give it)
     """An internal signal: the connection takes no new request (nothing was sent on it);
     the engine tries another one."""
+
+
+_SIGNALS = (EngineError, StreamNotProcessed, ConnectionNotAvailable)
+
+
+def kind_name(exc: BaseException) -> str | None:
+    """The name `exc` is counted by: that of its nearest class among this module's
+    kinds (httpx's names; `StreamNotProcessed` is a `RemoteProtocolError`), or `None`
+    for an error of no such kind."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == __name__ and cls not in _SIGNALS:
+            return cls.__name__
+    return None

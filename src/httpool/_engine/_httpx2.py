@@ -24,20 +24,16 @@ from ._core import Engine, PooledBody
 from ._errors import EngineError
 from ._messages import Body, Trace
 from ._records import Conn
-from ._transport import PoolTransport, as_httpx_limits, engine_request
+from ._transport import PoolTransport, as_httpx_limits, engine_request, library_error
 
 __all__ = ["Httpx2PoolTransport"]
 
 
 def _mapped(exc: Exception, request: httpx2.Request) -> httpx2.TransportError:
-    """httpx2's exception of the same name as `exc` (the engine's, httpcore's or httpx's)
-    or as its nearest base of such a name (httpool's `LimitTimeout` becomes a
-    `PoolTimeout`), for `request`."""
-    for cls in type(exc).__mro__:
-        kind = getattr(httpx2, cls.__name__, None)
-        if isinstance(kind, type) and issubclass(kind, httpx2.TransportError):
-            return kind(str(exc) or cls.__name__, request=request)
-    return httpx2.TransportError(str(exc), request=request)
+    """httpx2's exception of the same name as `exc` (the engine's or httpx's) or as its
+    nearest base of such a name, for `request`."""
+    mapped: httpx2.TransportError | None = library_error(exc, httpx2, request)
+    return mapped or httpx2.TransportError(str(exc), request=request)
 
 
 class _Body(PooledBody, httpx2.AsyncByteStream):

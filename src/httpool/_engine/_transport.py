@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpcore
 import httpx
 
-from ._core import Engine, PooledBody, error_name
+from ._core import Engine, PooledBody
 from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
 from ._http2 import H2Counters
@@ -85,13 +85,20 @@ def _ssl_context(
     return context
 
 
+def library_error(exc: BaseException, library: Any, request: Any) -> Any:
+    """`library`'s (httpx's or httpx2's) transport error named as `exc` or its nearest
+    base of such a name (the engine's exceptions have httpx's names; httpool's
+    `LimitTimeout` becomes a `PoolTimeout`), for `request`; `None` when there is none."""
+    for cls in type(exc).__mro__:
+        kind = getattr(library, cls.__name__, None)
+        if isinstance(kind, type) and issubclass(kind, library.TransportError):
+            return kind(str(exc) or cls.__name__, request=request)
+    return None
+
+
 def map_error(exc: Exception, request: httpx.Request) -> Exception:
-    """The httpx exception of the name of the engine's (or httpcore's) `exc`."""
-    name = error_name(exc)
-    if name is None:
-        return exc
-    kind: type[httpx.TransportError] = getattr(httpx, name)
-    return kind(str(exc) or name, request=request)
+    """The httpx exception of the name of the engine's `exc` (`exc` itself if none)."""
+    return library_error(exc, httpx, request) or exc
 
 
 @functools.cache
