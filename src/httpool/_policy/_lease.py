@@ -93,7 +93,8 @@ class LeaseLog:
         else:
             self.span, self.hold = window, 0.0
         self.lease = Lease()
-        #: The units left in the shared window when it was last read (for sizing).
+        #: The units left in the shared window as last read by a refused request (for
+        #: sizing; the whole limit after a grant).
         self.room = amount
         self._roomy_until = 0.0  # until when the window is taken as far from full
         self.leases = 0
@@ -133,7 +134,7 @@ class LeaseLog:
         if not granted:
             wait = await self._read(need, self.span)
             return 0.0 if wait is None else wait  # freed meanwhile: try again at once
-        self.room = max(0, self.room - granted) if self.hold <= 0 else self.amount
+        self.room = self.amount  # not known after a grant: a refusal reads it again
         self.leases += 1
         self.leased += granted
         if ahead:
