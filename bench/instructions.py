@@ -1,13 +1,13 @@
 """Machine instructions per request, counted by valgrind: a figure the noise cannot move.
 
-``python -m bench.instructions [--baseline REV] [--requests N]`` serves the end-to-end
-app (`bench.e2e_app`, uvicorn, one worker) under ``valgrind --tool=callgrind`` and counts
-the instructions its process runs. Each app is run twice, for a small and a large number
-of requests after the same warm-up; the difference divided by the difference in requests
-is the cost of one request, start-up and shut-down cancelling out. Variants:
+``python -m bench.instructions [--baseline REV] [--requests N] [--rounds R]`` serves the
+end-to-end app (`bench.e2e_app`, uvicorn, one worker) under ``valgrind --tool=callgrind``
+with counting off, sends a warm-up, turns counting on (``callgrind_control -i on``) for
+`N` requests only and off again: the count divided by `N` is the cost of one request,
+with nothing of start-up, warm-up or shut-down in it. Each variant runs `R` times,
+rounds interleaved, and the median is reported with the spread. Variants:
 
-- ``httpool``: the bench's app, the route taking its client from
-  ``httpool.client("up")`` (FastAPI's dependency with ``yield``);
+- ``httpool``: the bench's app, the route taking its client from ``httpool.client("up")``;
 - ``httpool-no-dependency``: the same route taking its client from
   ``httpool.get_pool(request).client("up")``, no dependency: the difference between the
   two is what the dependency costs;
@@ -23,12 +23,11 @@ kept in memory or in a redis-server the module starts on a free loopback port (D
 With ``--baseline REV`` the httpool variants run again on that revision's tree.
 
 Wall-clock figures on a shared 2-core machine move by 10-20 % from one round to the next;
-instruction counts repeat within about 0.5 % when the machine does little else (other
-load changes how many events one turn of the event loop takes and moves them by a few
-per cent: compare variants run under the same load). They are no substitute for `make bench`
-(an instruction is not a microsecond, and waits do not count), but they settle whether a
-change adds work, and where. Needs valgrind (Debian: ``apt-get install valgrind``); a run
-of the default size takes about 2 minutes per variant and tree.
+these counts repeat within about 0.3 % (a few thousand instructions in 1.2 million).
+They are no substitute for `make bench` (an instruction is not a microsecond, and waits do
+not count), but they settle whether a change adds work, and where. Needs valgrind
+(Debian: ``apt-get install valgrind``, which brings ``callgrind_control``); a run takes
+about 20 seconds per variant, tree and round.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +53,7 @@ from .procs import ROOT, free_port, python
 
 __all__ = ["main", "per_request"]
 
-WARMUP = 200  # requests before the counted ones, in both runs
+WARMUP = 300  # requests before the counted ones
 CONCURRENCY = 50
 COLLECTED = re.compile(r"Collected : (\d+)")
 REQUEST = b"GET /proxy HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -95,13 +95,18 @@ def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 300.0) -
     raise RuntimeError(f"the app under valgrind did not answer {url} in {timeout:.0f} s")
 
 
-def _instructions(variant: str, tree: Tree | None, upstream: str, requests: int) -> int:
-    """Instructions the app process ran for WARMUP + `requests` requests, start to stop."""
+def _callgrind(pid: int, switch: str) -> None:
+    """Turn callgrind's counting in process `pid` on or off."""
+    subprocess.run(["callgrind_control", "-i", switch, str(pid)], check=True, capture_output=True)
+
+
+def per_request(variant: str, tree: Tree | None, upstream: str, requests: int) -> float:
+    """Instructions the app ran for `requests` requests after WARMUP ones, per request."""
     port = free_port()
     env = dict(os.environ, BENCH_VARIANT=variant, BENCH_UPSTREAM=upstream)
     env["PYTHONPATH"] = os.pathsep.join([*([str(tree.src)] if tree else []), str(ROOT)])
     argv = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", "--instr-atstart=no",
         *python(
             "-m", "uvicorn", "bench.e2e_app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -118,7 +123,9 @@ def _instructions(variant: str, tree: Tree | None, upstream: str, requests: int)
             if not found.startswith(str(tree.src)):
                 raise RuntimeError(f"the app imported {found}, not the tree {tree.src}")
         asyncio.run(_load(port, WARMUP))
+        _callgrind(proc.pid, "on")
         asyncio.run(_load(port, requests))
+        _callgrind(proc.pid, "off")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=300)
     finally:
@@ -128,25 +135,18 @@ def _instructions(variant: str, tree: Tree | None, upstream: str, requests: int)
     match = COLLECTED.search(err)
     if match is None:
         raise RuntimeError(f"valgrind reported no instruction count:\n{err[-2000:]}")
-    return int(match[1])
-
-
-def per_request(variant: str, tree: Tree | None, upstream: str, requests: int) -> float:
-    """Instructions per request: (count(requests) - count(requests / 5)) / (4/5 requests)."""
-    small = requests // 5
-    low = _instructions(variant, tree, upstream, small)
-    high = _instructions(variant, tree, upstream, requests)
-    return (high - low) / (requests - small)
+    return int(match[1]) / requests
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", metavar="REV", help="also run httpool as on this revision")
-    parser.add_argument("--requests", type=int, default=1500, help="requests in the large run")
+    parser.add_argument("--requests", type=int, default=1000, help="requests counted per run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each variant, interleaved")
     parser.add_argument("--limits", action="store_true", help="the rate limiter's cost instead")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    if shutil.which("valgrind") is None:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     if args.limits and shutil.which("redis-server") is None:
         raise SystemExit("--limits needs redis-server (Debian: apt-get install redis-server)")
@@ -178,11 +178,28 @@ def main(argv: list[str] | None = None) -> None:
                 plan = [(v, t) for t in trees for v in ("httpool", "httpool-no-dependency")]
                 plan.append(("httpool-yield-dependency", None))
                 plan.append(("control", None))
-            for variant, tree in plan:
-                label = variant if tree is None or tree.rev == "HEAD" else f"{variant}@{tree.rev}"
-                count = per_request(variant, tree, base, args.requests)
-                rows.append({"variant": label, "instructions_per_request": round(count)})
-                print(f"{label:40s} {count / 1000:9.1f} k instructions/request", flush=True)
+            counts: dict[str, list[float]] = {}
+            for round_no in range(args.rounds):
+                for variant, tree in plan:
+                    label = (
+                        variant if tree is None or tree.rev == "HEAD" else f"{variant}@{tree.rev}"
+                    )
+                    count = per_request(variant, tree, base, args.requests)
+                    counts.setdefault(label, []).append(count)
+                    print(f"round {round_no + 1}  {label:40s} {count / 1000:9.1f} k", flush=True)
+            for label, values in counts.items():
+                middle = statistics.median(values)
+                rows.append({
+                    "variant": label,
+                    "instructions_per_request": round(middle),
+                    "runs": [round(v) for v in values],
+                })  # fmt: skip
+                spread = (max(values) - min(values)) / 1000
+                print(
+                    f"{label:40s} {middle / 1000:9.1f} k instructions/request "
+                    f"(median of {len(values)}, spread {spread:.1f} k)",
+                    flush=True,
+                )
         finally:
             upstream.terminate()
             upstream.wait(10)
@@ -192,7 +209,13 @@ def main(argv: list[str] | None = None) -> None:
     name = "instructions-limits.json" if args.limits else "instructions.json"
     out = args.out or ROOT / "bench/results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"requests": args.requests, "warmup": WARMUP, "concurrency": CONCURRENCY}
+    meta = {
+        "requests": args.requests,
+        "rounds": args.rounds,
+        "warmup": WARMUP,
+        "concurrency": CONCURRENCY,
+        "counted": "the requests only (callgrind_control -i on/off around them)",
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 

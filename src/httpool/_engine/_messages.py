@@ -74,7 +74,8 @@ class Request:
     @property
     def authority(self) -> bytes:
         """host[:port] as in a URL: the port only when not the scheme's default."""
-        host = b"[" + self.host + b"]" if b":" in self.host else self.host
+        colon = self.host.find(b":") >= 0  # (not `in`: see _http11.FIND)
+        host = b"[" + self.host + b"]" if colon else self.host
         if DEFAULT_PORTS.get(self.scheme) == self.port:
             return host
         return b"%b:%d" % (host, self.port)

@@ -272,9 +272,9 @@ class Scheduler:
             if stream is not None and stream.get_extra_info("peer_closed"):
                 return False
             return conn.streams > 0 or not inner.has_expired()
-        if inner.has_expired():
-            return False
-        return stream is None or not stream.get_extra_info("is_readable")
+        # HTTP/1.1: `is_available` says idle with nothing buffered, and an idle one's
+        # `has_expired` says past its expiry, or readable (closed, or stray bytes).
+        return not inner.has_expired()
 
     def _hand_h2(self, conn: Conn) -> None:
         if conn.streams == 0 and conn in self.lru:
