@@ -61,9 +61,11 @@ def test_route_that_raises_with_an_open_stream_leaks_nothing(
 def test_route_clean_up_holds_only_the_streams_left_open(
     upstream: Upstream, anyio_backend: Backend
 ) -> None:
-    """Responses a route reads leave its clean-up list at once; the one left open is closed
-    at the route's end (a long route does not pile up closed bodies)."""
+    """Responses the client reads whole never enter the route's clean-up list; streamed
+    ones do, a long route's closed ones are pruned from it, and the one left open is
+    closed at the route's end."""
     from httpool._clients import open_streams
+    from httpool._clients._gate import PRUNE_AT
 
     app = FastAPI(lifespan=httpool.lifespan(httpool.Provider("up", base_url=upstream.url)))
     seen: list[int] = []
@@ -74,14 +76,18 @@ def test_route_clean_up_holds_only_the_streams_left_open(
         assert streams is not None
         for _ in range(50):
             assert (await up.get("/ping")).status_code == 200
-        seen.append(len(streams.bodies))
+        seen.append(len(streams.responses))
+        for _ in range(3 * PRUNE_AT):
+            async with up.stream("GET", "/ping") as response:
+                await response.aread()
+        seen.append(len(streams.responses))
         await up.send(up.build_request("GET", "/stream?n=3"), stream=True)
-        seen.append(len(streams.bodies))
         return {"ok": True}
 
     with TestClient(app, backend=anyio_backend) as client:
         assert client.get("/many").json() == {"ok": True}
-        assert seen == [0, 1]
+        assert seen[0] == 0
+        assert 0 < seen[1] <= PRUNE_AT  # closed streams do not pile up
         assert active(app) == 0  # the stream left open was closed at the route's end
 
 

@@ -87,7 +87,7 @@ class StackClientDependency(ProviderDependency):
                     self.name,
                 )
             return client
-        stack.push_async_exit(OpenStreams().enter())
+        stack.push(OpenStreams(stack).enter())
         return client
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AsyncExitStack
 from contextvars import ContextVar, Token
 from typing import Any, Protocol
 
@@ -51,25 +52,70 @@ def _key(url: _URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, port)
 
 
-class OpenStreams:
-    """The responses opened while one route runs and not closed yet; closed at its end.
+class _Response(Protocol):
+    """The part of a streamed `httpx.Response` / `httpx2.Response` a route's clean-up uses."""
 
-    A body leaves the set when it is closed, so a route that reads its responses
-    leaves nothing for `close_all` to do (the common case costs a set add and discard).
-    As an async context manager's exit (`AsyncExitStack.push_async_exit`) it ends the
-    route: `open_streams` is reset to what it was and what is left open is closed.
+    @property
+    def is_closed(self) -> bool: ...
+    async def aclose(self) -> None: ...
+
+
+#: A route's list of streamed responses is pruned of closed ones when it reaches this.
+PRUNE_AT = 32
+
+
+class OpenStreams:
+    """The streamed responses a route opened; those still open are closed at its end.
+
+    Only streamed responses are counted (`send(request, stream=True)`, `client.stream()`):
+    the client library reads and closes every other response before the route sees it.
+    A route ends in one of two ways:
+
+    - `async with OpenStreams():` (the `yield` dependency): on exit `open_streams` is
+      reset to what it was and what the route left open is closed;
+    - `OpenStreams(stack).enter()` pushed onto FastAPI's request exit stack
+      (`AsyncExitStack.push`): its exit only resets `open_streams`, and the first
+      streamed response of the route pushes the closing (`close_all`) onto that stack,
+      which runs it first. A route that streams nothing awaits nothing at its end.
     """
 
-    __slots__ = ("bodies", "token")
+    __slots__ = ("_stack", "responses", "token")
 
-    def __init__(self) -> None:
-        self.bodies: set[_Closable] = set()
+    def __init__(self, stack: AsyncExitStack | None = None) -> None:
+        self.responses: list[_Response] = []
         self.token: Token[OpenStreams | None] | None = None
+        self._stack = stack
 
     def enter(self) -> OpenStreams:
         """Make these the open streams of the code that runs from here (`open_streams`)."""
         self.token = open_streams.set(self)
         return self
+
+    def track(self, response: _Response) -> None:
+        """Count a streamed response the route opened (closed at its end if still open)."""
+        responses = self.responses
+        if self._stack is not None:
+            self._stack.push_async_callback(self.close_all)
+            self._stack = None  # pushed once
+        elif len(responses) >= PRUNE_AT:  # a long route: forget what it has closed
+            responses[:] = [r for r in responses if not r.is_closed]
+        responses.append(response)
+
+    def _reset(self) -> None:
+        token, self.token = self.token, None
+        if token is not None:
+            try:  # noqa: SIM105 (cheaper than contextlib.suppress, per request)
+                open_streams.reset(token)
+            except ValueError:
+                pass  # the exit ran in another context: nothing to reset there
+
+    def __enter__(self) -> OpenStreams:
+        return self.enter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        """The route's end on FastAPI's request stack: `open_streams` as it was before
+        `enter` (what is left open is closed by `close_all`, pushed after it)."""
+        self._reset()
 
     async def __aenter__(self) -> OpenStreams:
         return self.enter()
@@ -77,23 +123,17 @@ class OpenStreams:
     async def __aexit__(self, *exc_info: object) -> None:
         """The route's end: `open_streams` as it was before `enter`, and what the route
         left open closed."""
-        token, self.token = self.token, None
-        if token is not None:
-            try:  # noqa: SIM105 (cheaper than contextlib.suppress, per request)
-                open_streams.reset(token)
-            except ValueError:
-                pass  # the exit ran in another context: nothing to reset there
-        if self.bodies:  # (the common case, every response read, awaits nothing)
+        self._reset()
+        if self.responses:
             await self.close_all()
 
     async def close_all(self) -> None:
         """Close what the route left open."""
-        if not self.bodies:
-            return
-        bodies, self.bodies = list(self.bodies), set()
+        responses, self.responses = self.responses, []
         with anyio.CancelScope(shield=True):
-            for body in bodies:
-                await body.aclose()
+            for response in responses:
+                if not response.is_closed:
+                    await response.aclose()
 
 
 #: The open streams of the route being run, set (and reset) by httpool's dependency.

@@ -4,8 +4,9 @@ httpx's and httpx2's alike.
 Mixins placed before the library's class in the bases: the library's method is next in
 the method order, so `super()` reaches it. Closing a client from outside (an SDK's
 `close()`, `async with`) is ignored while the pool is open (the gate logs it once), new
-requests are refused while the pool closes, and every request (every redirect hop)
-passes the provider's gate in the transport wrapper.
+requests are refused while the pool closes, a streamed response opened in a route is
+counted among the route's open streams (closed at its end if left open), and every
+request (every redirect hop) passes the provider's gate in the transport wrapper.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from .._errors import PoolClosedError
-from ._gate import Gate, OpenStreams, open_streams
+from ._gate import Gate, open_streams
 
 __all__ = [
     "AsyncClientGuards",
@@ -43,7 +44,12 @@ class AsyncClientGuards:
     async def send(self, request: Any, **kwargs: Any) -> Any:
         if self.gate.refusing:  # before the client's own "closed" check
             raise PoolClosedError(self.gate.name, "closing")
-        return await super().send(request, **kwargs)  # type: ignore[misc]
+        response = await super().send(request, **kwargs)  # type: ignore[misc]
+        if kwargs.get("stream"):  # (otherwise the library has read and closed it)
+            streams = open_streams.get()
+            if streams is not None:  # in a route: closed at its end if left open
+                streams.track(response)
+        return response
 
     async def aclose(self) -> None:
         if not self.gate.refuse_close(self):
@@ -86,13 +92,10 @@ class SyncClientGuards:
 
 
 class CountedBody:
-    """A response body that tells its provider's gate when it is closed, and leaves the
-    open streams of the route that opened it (if any) then."""
+    """A response body that tells its provider's gate when it is closed."""
 
-    def __init__(self, stream: Any, gate: Gate, streams: OpenStreams | None) -> None:
-        self._stream, self._gate, self._streams, self._closed = stream, gate, streams, False
-        if streams is not None:
-            streams.bodies.add(self)
+    def __init__(self, stream: Any, gate: Gate) -> None:
+        self._stream, self._gate, self._closed = stream, gate, False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         # The engine's body itself: nothing is done per chunk, only at the close.
@@ -102,8 +105,6 @@ class CountedBody:
         if not self._closed:
             self._closed = True
             self._gate.release()
-            if self._streams is not None:
-                self._streams.bodies.discard(self)
         await self._stream.aclose()
 
 
@@ -128,7 +129,7 @@ class GateTransport:
         if response.is_closed:  # read already (a mock's response made with content=)
             gate.release()
             return response
-        response.stream = self.counted(response.stream, gate, open_streams.get())
+        response.stream = self.counted(response.stream, gate)
         return response
 
     async def aclose(self) -> None:
