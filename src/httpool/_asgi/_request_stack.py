@@ -6,9 +6,9 @@ has been sent. The public way is a dependency with `yield`, and httpool has one
 (`YieldClientDependency`). FastAPI pays for each `yield` dependency of a request: an
 `asynccontextmanager`, a second one that shields its exit, a cancel scope entered on
 the request's stack, a checkpoint. Counted by valgrind end to end (`python -m
-bench.instructions`, the bench's app under uvicorn), that is about 160,000 machine
+bench.instructions`, the bench's app under uvicorn), that is about 140,000 machine
 instructions a request, the same for a dependency that does nothing but `yield`: some
-13 % of a request that calls an upstream, and as much of the end-to-end throughput.
+12 % of a request that calls an upstream, and as much of the end-to-end throughput.
 
 FastAPI runs each request inside an `AsyncExitStack` that it closes after the
 response has been sent, and keeps it in the ASGI scope under `fastapi_inner_astack`;
