@@ -93,6 +93,14 @@ class PooledBody:
         self._request = request
         self._closed = False
 
+    @staticmethod
+    def response(
+        status: int, headers: list[tuple[bytes, bytes]], body: Any, extensions: dict[str, Any]
+    ) -> Any:
+        """The response `answer` makes of its values: the engine's `Response` (an
+        adapter's: its library's response streaming `body`)."""
+        return Response(status, headers, body, extensions)
+
     @classmethod
     def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
         cls,
@@ -104,9 +112,8 @@ class PooledBody:
         extensions: dict[str, Any],
         request: Any,
     ) -> Any:
-        """What `Engine.send` returns: the engine's `Response` (an adapter's subclass:
-        its library's response)."""
-        return Response(status, headers, cls(engine, conn, body, request), extensions)
+        """What `Engine.send` returns: `response` made with this body."""
+        return cls.response(status, headers, cls(engine, conn, body, request), extensions)
 
     @staticmethod
     def mapped(exc: Exception, request: Any) -> Exception:
@@ -125,11 +132,15 @@ class PooledBody:
         except StopAsyncIteration:
             raise
         except Exception as exc:
-            self._engine.count(exc)
-            mapped = self.mapped(exc, self._request)
+            mapped = self._failure(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
+
+    def _failure(self, exc: Exception) -> Exception:
+        """`exc` counted, and as the caller sees it (`mapped`)."""
+        self._engine.count(exc)
+        return self.mapped(exc, self._request)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -138,8 +149,7 @@ class PooledBody:
         try:
             await self._body.aclose()
         except Exception as exc:
-            self._engine.count(exc)
-            mapped = self.mapped(exc, self._request)
+            mapped = self._failure(exc)
             if mapped is exc:
                 raise
             raise mapped from exc

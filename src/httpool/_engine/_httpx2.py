@@ -20,10 +20,9 @@ import httpcore2
 import httpx
 import httpx2
 
-from ._core import Engine, PooledBody
+from ._core import PooledBody
 from ._errors import EngineError
-from ._messages import Body, Trace
-from ._records import Conn
+from ._messages import Trace
 from ._transport import PoolTransport, as_httpx_limits, engine_request, library_error
 
 __all__ = ["Httpx2PoolTransport"]
@@ -45,24 +44,11 @@ class _Body(PooledBody, httpx2.AsyncByteStream):
             return _mapped(exc, request)
         return exc
 
-    @classmethod
-    def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
-        cls,
-        engine: Engine,
-        conn: Conn,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: Body,
-        extensions: dict[str, Any],
-        request: Any,
+    @staticmethod
+    def response(
+        status: int, headers: list[tuple[bytes, bytes]], body: Any, extensions: dict[str, Any]
     ) -> httpx2.Response:
-        """The `httpx2.Response` streaming this body."""
-        return httpx2.Response(
-            status,
-            headers=headers,
-            stream=cls(engine, conn, body, request),
-            extensions=extensions,
-        )
+        return httpx2.Response(status, headers=headers, stream=body, extensions=extensions)
 
 
 def _core_request(request: httpx2.Request) -> httpcore2.Request:

@@ -70,6 +70,25 @@ def _engine_error(exc: Exception) -> Exception:
     return exc
 
 
+class _EngineErrors:
+    """`with ENGINE_ERRORS:` turns a foreign exception raised in its block into the
+    engine's of the same name (`_engine_error`), chained to it; others pass as they are."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, Exception):
+            translated = _engine_error(exc)
+            if translated is not exc:
+                raise translated from exc
+
+
+ENGINE_ERRORS = _EngineErrors()
+
+
 class _GivenStream:
     """A stream of a given backend, raising the engine's exceptions."""
 
@@ -79,22 +98,16 @@ class _GivenStream:
         self._stream = stream
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        try:
+        with ENGINE_ERRORS:
             return await self._stream.read(max_bytes, timeout=timeout)
-        except Exception as exc:
-            raise _engine_error(exc) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        try:
+        with ENGINE_ERRORS:
             await self._stream.write(buffer, timeout=timeout)
-        except Exception as exc:
-            raise _engine_error(exc) from exc
 
     async def aclose(self) -> None:
-        try:
+        with ENGINE_ERRORS:
             await self._stream.aclose()
-        except Exception as exc:
-            raise _engine_error(exc) from exc
 
     async def start_tls(
         self,
@@ -102,12 +115,10 @@ class _GivenStream:
         server_hostname: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> NetworkStream:
-        try:
+        with ENGINE_ERRORS:
             stream = await self._stream.start_tls(
                 ssl_context, server_hostname=server_hostname, timeout=timeout
             )
-        except Exception as exc:
-            raise _engine_error(exc) from exc
         return _GivenStream(stream)
 
     def get_extra_info(self, info: str) -> Any:
@@ -131,7 +142,7 @@ class GivenBackend:
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> NetworkStream:
-        try:
+        with ENGINE_ERRORS:
             stream = await self._backend.connect_tcp(
                 host,
                 port,
@@ -139,8 +150,6 @@ class GivenBackend:
                 local_address=local_address,
                 socket_options=socket_options,
             )
-        except Exception as exc:
-            raise _engine_error(exc) from exc
         return _GivenStream(stream)
 
     async def connect_unix_socket(
@@ -149,12 +158,10 @@ class GivenBackend:
         timeout: float | None = None,  # noqa: ASYNC109
         socket_options: Iterable[Any] | None = None,
     ) -> NetworkStream:
-        try:
+        with ENGINE_ERRORS:
             stream = await self._backend.connect_unix_socket(
                 path, timeout=timeout, socket_options=socket_options
             )
-        except Exception as exc:
-            raise _engine_error(exc) from exc
         return _GivenStream(stream)
 
     async def sleep(self, seconds: float) -> None:

@@ -23,11 +23,10 @@ from ._dial import Dialer, SocketOption
 from ._dns import DNSCache, Resolver
 from ._http2 import H2Counters
 from ._http11 import MAX_HEAD_SIZE, MAX_HEADERS
-from ._messages import METHODS, NO_TIMEOUTS, Body, Request, Trace
+from ._messages import METHODS, NO_TIMEOUTS, Request, Trace
 from ._network import NetworkBackend
 from ._proxy import Routes
 from ._proxy_config import build_routes
-from ._records import Conn
 from ._truststore import SYSTEM, path_context, system_context
 
 if TYPE_CHECKING:
@@ -173,24 +172,11 @@ class _ResponseStream(PooledBody, httpx.AsyncByteStream):
 
     mapped = staticmethod(map_error)
 
-    @classmethod
-    def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
-        cls,
-        engine: Engine,
-        conn: Conn,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: Body,
-        extensions: dict[str, Any],
-        request: Any,
+    @staticmethod
+    def response(
+        status: int, headers: list[tuple[bytes, bytes]], body: Any, extensions: dict[str, Any]
     ) -> httpx.Response:
-        """The `httpx.Response` streaming this body."""
-        return httpx.Response(
-            status_code=status,
-            headers=headers,
-            stream=cls(engine, conn, body, request),
-            extensions=extensions,
-        )
+        return httpx.Response(status, headers=headers, stream=body, extensions=extensions)
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
