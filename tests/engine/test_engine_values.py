@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -92,3 +93,48 @@ async def test_the_engine_raises_its_own_exceptions() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"plain", "ascii"),
+        ("caf\u00e9".encode(), "utf-8"),  # a UTF-8 value
+        (b"caf\xe9", "iso-8859-1"),  # a Latin-1 byte that is no UTF-8
+    ],
+)
+async def test_response_header_encoding_is_the_one_the_library_finds(
+    value: bytes, expected: str
+) -> None:
+    """The adapters give an all-ASCII head's `Headers.encoding` at once (ENCODING in
+    `_core`); any other head is left to the library, which finds the same as for a
+    response it makes itself. httpx and httpx2 alike, and the values read the same."""
+    import httpx
+    import httpx2
+
+    import httpool
+
+    head = b"HTTP/1.1 200 OK\r\nX-Name: " + value + b"\r\nContent-Length: 2\r\n\r\nok"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(head)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        async with httpx.AsyncClient(transport=PoolTransport()) as client:
+            response = await client.get(url)
+        async with httpx2.AsyncClient(transport=httpool.Httpx2PoolTransport()) as client2:
+            response2 = await client2.get(url)
+    finally:
+        server.close()
+    reference = httpx.Response(200, headers=[(b"X-Name", value)])
+    assert reference.headers.encoding == expected  # what httpx finds by itself
+    for got in (response, response2):
+        assert got.headers.encoding == expected
+        assert got.headers["x-name"] == reference.headers["x-name"]
+        assert got.text == "ok"

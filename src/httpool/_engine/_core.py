@@ -31,7 +31,7 @@ from ._errors import (
 )
 from ._http2 import H2Counters, HTTP2Connection
 from ._http11 import HTTP11Connection
-from ._messages import Body, Request, Response
+from ._messages import Body, ConnectionBody, Request, Response
 from ._proxy import Routes
 from ._records import Key
 from ._scheduler import Conn, Scheduler, TransportClosedError
@@ -93,13 +93,9 @@ class PooledBody:
         self._request = request
         self._closed = False
 
-    @staticmethod
-    def response(
-        status: int, headers: list[tuple[bytes, bytes]], body: Any, extensions: dict[str, Any]
-    ) -> Any:
-        """The response `answer` makes of its values: the engine's `Response` (an
-        adapter's: its library's response streaming `body`)."""
-        return Response(status, headers, body, extensions)
+    #: The adapter's library's response class (`httpx.Response`, `httpx2.Response`):
+    #: `answer` makes one streaming this body. None: the engine's own `Response`.
+    library_response: Any = None
 
     @classmethod
     def answer(  # noqa: PLR0917 (positional: once per response, cheaply)
@@ -108,12 +104,23 @@ class PooledBody:
         conn: Conn,
         status: int,
         headers: list[tuple[bytes, bytes]],
-        body: Body,
+        body: ConnectionBody,
         extensions: dict[str, Any],
         request: Any,
     ) -> Any:
-        """What `Engine.send` returns: `response` made with this body."""
-        return cls.response(status, headers, cls(engine, conn, body, request), extensions)
+        """What `Engine.send` returns: a response streaming this body."""
+        made = cls.library_response
+        if made is None:
+            return Response(status, headers, cls(engine, conn, body, request), extensions)
+        response = made(
+            status, headers=headers, stream=cls(engine, conn, body, request), extensions=extensions
+        )
+        if body.ascii_head:
+            # ENCODING: the library finds its `Headers.encoding` by decoding every name
+            # and value (about 7,000 machine instructions a response); for an all-ASCII
+            # head the answer is "ascii", given here through the public setter.
+            response.headers.encoding = "ascii"
+        return response
 
     @staticmethod
     def mapped(exc: Exception, request: Any) -> Exception:

@@ -285,6 +285,7 @@ class HTTP11Connection:
         self._got_bytes = False
         self._expected = 0  # LENGTH: the Content-Length, for the error message
         self._no_body = self._connect = self._upgrade = False
+        self._ascii_head = False  # every byte of the last response head is ASCII
 
     # -- requests ------------------------------------------------------------------------
 
@@ -509,6 +510,7 @@ class HTTP11Connection:
             if chunked or length:
                 msg = f"a {status} (1xx) response declares a body; 1xx responses have none"
                 raise _remote(msg)
+        self._ascii_head = block.isascii()
         extensions: dict[str, Any] = {
             "http_version": VERSIONS[minor],
             "reason_phrase": reason,
@@ -905,7 +907,9 @@ class _Upgraded:
 class _Body:
     """The response body of an `HTTP11Connection`, read as it is iterated."""
 
-    __slots__ = ("_closed", "_conn", "_request", "_started", "_step", "_timeout", "_trace")
+    __slots__ = (
+        "_closed", "_conn", "_request", "_started", "_step", "_timeout", "_trace", "ascii_head",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -918,6 +922,7 @@ class _Body:
         self._timeout = timeout
         self._trace = trace
         self._request = request
+        self.ascii_head = conn._ascii_head
         self._step: _Traced | None = None  # the traced `receive_response_body` while it runs
         self._started = self._closed = False
 

@@ -849,6 +849,7 @@ class _Body:
     """The response body of one stream, read as it is iterated."""
 
     __slots__ = ("_closed", "_conn", "_stream", "_timeout")
+    ascii_head = False  # (not looked at: HPACK gives the fields one by one)
 
     def __init__(self, conn: HTTP2Connection, stream: _Stream, timeout: float | None) -> None:
         self._conn = conn

@@ -44,11 +44,7 @@ class _Body(PooledBody, httpx2.AsyncByteStream):
             return _mapped(exc, request)
         return exc
 
-    @staticmethod
-    def response(
-        status: int, headers: list[tuple[bytes, bytes]], body: Any, extensions: dict[str, Any]
-    ) -> httpx2.Response:
-        return httpx2.Response(status, headers=headers, stream=body, extensions=extensions)
+    library_response = httpx2.Response
 
 
 def _core_request(request: httpx2.Request) -> httpcore2.Request:

@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
-__all__ = ["METHODS", "NO_TIMEOUTS", "Body", "Request", "Response", "Trace", "once"]
+__all__ = [
+    "METHODS",
+    "NO_TIMEOUTS",
+    "Body",
+    "ConnectionBody",
+    "Request",
+    "Response",
+    "Trace",
+    "once",
+]
 
 #: The `trace` hook: called with an event name (`http11.send_request_headers.started`,
 #: and so on, as httpcore names them) and its info; it returns an awaitable.
@@ -29,6 +38,13 @@ class Body(Protocol):
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
     async def aclose(self) -> None: ...
+
+
+class ConnectionBody(Body, Protocol):
+    """A connection's response body, with what its parser saw of the head:
+    `ascii_head`, every byte of it is ASCII (False where that is not known)."""
+
+    ascii_head: bool
 
 
 class Request:

@@ -171,12 +171,7 @@ class _ResponseStream(PooledBody, httpx.AsyncByteStream):
     """The engine's response body as httpx reads it, with httpx's exceptions."""
 
     mapped = staticmethod(map_error)
-
-    @staticmethod
-    def response(
-        status: int, headers: list[tuple[bytes, bytes]], body: Any, extensions: dict[str, Any]
-    ) -> httpx.Response:
-        return httpx.Response(status, headers=headers, stream=body, extensions=extensions)
+    library_response = httpx.Response
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
