@@ -117,8 +117,8 @@ class PooledBody:
         )
         if body.ascii_head:
             # ENCODING: the library finds its `Headers.encoding` by decoding every name
-            # and value (about 7,000 machine instructions a response); for an all-ASCII
-            # head the answer is "ascii", given here through the public setter.
+            # and value (about 0.8 µs for four headers, timeit); for an all-ASCII head
+            # the answer is "ascii", given here through the public setter.
             response.headers.encoding = "ascii"
         return response
 
