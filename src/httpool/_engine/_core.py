@@ -109,12 +109,11 @@ class PooledBody:
         request: Any,
     ) -> Any:
         """What `Engine.send` returns: a response streaming this body."""
+        pooled = cls(engine, conn, body, request)
         made = cls.library_response
         if made is None:
-            return Response(status, headers, cls(engine, conn, body, request), extensions)
-        response = made(
-            status, headers=headers, stream=cls(engine, conn, body, request), extensions=extensions
-        )
+            return Response(status, headers, pooled, extensions)
+        response = made(status, headers=headers, stream=pooled, extensions=extensions)
         if body.ascii_head:
             # ENCODING: the library finds its `Headers.encoding` by decoding every name
             # and value (about 0.8 µs for four headers, timeit); for an all-ASCII head
