@@ -30,10 +30,6 @@ logger = logging.getLogger("httpool")
 TAG = "httpool.provider"
 
 
-class _Closable(Protocol):
-    async def aclose(self) -> None: ...
-
-
 class _URL(Protocol):
     """The part of `httpx.URL` and `httpx2.URL` the gate reads."""
 
