@@ -107,13 +107,44 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-def _loadgen(sup: Supervisor, tree: Tree, name: str, imported: dict[str, dict[str, str]]) -> Child:
-    """A load generator that imports httpool from `tree`, checked before it is used."""
-    worker = sup.start(name, python("-m", "bench.loadgen"), env=tree.env, worker=True)
+def _loadgen(
+    sup: Supervisor,
+    tree: Tree,
+    name: str,
+    imported: dict[str, dict[str, str]],
+    seed: int | None = None,
+) -> Child:
+    """A load generator that imports httpool from `tree`, checked before it is used;
+    with `seed`, its ``PYTHONHASHSEED``."""
+    env = tree.env if seed is None else {**tree.env, "PYTHONHASHSEED": str(seed)}
+    worker = sup.start(name, python("-m", "bench.loadgen"), env=env, worker=True)
     found = worker.call({"op": "whoami"}, timeout=60)["httpool_file"]
     check_import(tree, f"the load generator {name}", found)
     imported.setdefault(tree.label, {})[name] = found
     return worker
+
+
+class _TreeLoadgens:
+    """A load generator per tree, started afresh for each round (`FreshProcesses`)."""
+
+    def __init__(
+        self, sup: Supervisor, trees: tuple[Tree, ...], imported: dict[str, dict[str, str]]
+    ) -> None:
+        self._sup, self._trees, self._imported = sup, trees, imported
+
+    @property
+    def labels(self) -> list[str]:
+        return [t.label for t in self._trees]
+
+    def start(self, seed: int) -> dict[str, Child]:
+        return {
+            t.label: _loadgen(self._sup, t, f"loadgen-{t.label}", self._imported, seed)
+            for t in self._trees
+        }
+
+    def stop(self, children: dict[str, Child]) -> None:
+        for child in children.values():
+            self._sup.stop(child)
 
 
 def run(
@@ -150,11 +181,10 @@ def run(
         if "client" in sections:
             print("client level ...", file=sys.stderr)
             mark = time.monotonic()
-            # with a baseline, each httpool tree gets a load generator to itself, alike
-            own = [(t.label, _loadgen(sup, t, f"loadgen-{t.label}", imported)) for t in trees]
-            results["client"] = client_level.run(worker, upstreams, settings, own)
-            for _, child in own:
-                sup.stop(child)
+            # with a baseline, each httpool tree gets a load generator to itself, alike,
+            # a new one every round
+            fresh = _TreeLoadgens(sup, trees, imported) if trees else None
+            results["client"] = client_level.run(worker, upstreams, settings, fresh)
             section_s["client"] = time.monotonic() - mark
         if "e2e" in sections:
             print("end to end ...", file=sys.stderr)

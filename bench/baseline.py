@@ -8,23 +8,42 @@ the baseline's load generator and its e2e app get the exported tree first on
 ``PYTHONPATH``, the current ones this checkout's ``src``. Every such process reports
 ``httpool.__file__`` and the driver refuses to go on unless it is inside the tree that
 process should import (`check_import`).
+
+Those processes are started afresh for every round, and in one round the trees' processes
+get the same ``PYTHONHASHSEED`` (`round_seed`), another in each round. A process keeps
+for its whole life what its start drew at random: the hash seed (how its dicts and sets
+lay out) and where its memory lies. With one process per tree for the whole run, that
+draw is a bias no number of rounds averages out: a run with the same tree on both
+sides gave 1.06, outside its own ±2 standard errors. Fresh processes make it part of
+each round's noise, which the interval then covers.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import random
 import statistics
 import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .procs import ROOT
+from .procs import ROOT, Child
 from .stats import median, ratio
 
-__all__ = ["Tree", "check_import", "comparison", "current_tree", "export", "pooled", "round_order"]
+__all__ = [
+    "FreshProcesses",
+    "Tree",
+    "check_import",
+    "comparison",
+    "current_tree",
+    "export",
+    "pooled",
+    "round_order",
+    "round_seed",
+]
 
 PACKAGE = "src/httpool"
 
@@ -106,6 +125,30 @@ def check_import(tree: Tree, process: str, httpool_file: str) -> None:
             f"{process} should import httpool from {tree.src} ({tree.label}) but imported "
             f"{found}; check PYTHONPATH and how httpool is installed in this interpreter"
         )
+
+
+def round_seed(cell: int, round_index: int) -> int:
+    """The ``PYTHONHASHSEED`` of every tree's process in round `round_index` of cell
+    `cell`: the same for the trees, drawn anew for each round (and the same in every run).
+    """
+    return random.Random(cell * 1_000 + round_index).randrange(1, 2**32 - 1)
+
+
+class FreshProcesses(Protocol):
+    """Starts each tree's process for one round (and stops them after it)."""
+
+    @property
+    def labels(self) -> list[str]:
+        """The trees' labels: ``httpool``, then the baseline's."""
+        ...
+
+    def start(self, seed: int) -> dict[str, Child]:
+        """Label -> a new process importing that tree, all with hash seed `seed`."""
+        ...
+
+    def stop(self, children: dict[str, Child]) -> None:
+        """Stop the processes `start` gave."""
+        ...
 
 
 def round_order(labels: list[str], round_index: int, baseline: str | None) -> list[str]:

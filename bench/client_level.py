@@ -6,17 +6,17 @@ For every upstream and concurrency, the rounds run the variants in turn (A B C D
 
 With a baseline (``--baseline REV``), ``httpool`` and ``httpool@REV`` each run in a
 load-generator process of their own (each importing its tree; the other variants share a
-third), one right after the other in every round (they swap places every other round),
-and each row also gets its ratios against raw aiohttp and against the baseline.
+third), started afresh for every round with one hash seed for both (`bench.baseline`),
+one right after the other in every round (they swap places every other round), and each
+row also gets its ratios against raw aiohttp and against the baseline.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from .baseline import comparison, round_order
+from .baseline import FreshProcesses, comparison, round_order, round_seed
 from .procs import Child
 from .servers import Upstream
 from .settings import Settings
@@ -33,29 +33,22 @@ def _supported(variant: str, upstream: Upstream) -> bool:
     return not upstream.http2 or variant in HTTP2_CAPABLE
 
 
-def _lanes(worker: Child, own: Sequence[tuple[str, Child]]) -> dict[str, tuple[Child, str]]:
-    """Result label -> (the worker that runs it, the variant's name in that worker)."""
-    lanes = {v: (worker, v) for v in VARIANTS}
-    if not own:
-        return lanes
-    del lanes["httpool"]
-    return {**{label: (child, "httpool") for label, child in own}, **lanes}
-
-
 def run(
     worker: Child,
     upstreams: dict[str, Upstream],
     settings: Settings,
-    httpool_workers: Sequence[tuple[str, Child]] = (),
+    trees: FreshProcesses | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (upstream, concurrency, variant), with the rounds and their median.
 
-    `httpool_workers` gives httpool a load generator of its own per source tree, as
-    (label, worker) pairs: ``("httpool", ...)``, then the baseline ``("httpool@REV", ...)``.
-    Without it, `worker` runs every variant.
+    With `trees` (``--baseline``), each httpool tree runs in a load generator of its own,
+    started afresh for every round (`bench.baseline`), in place of the ``httpool``
+    variant of `worker`, which runs every other variant.
     """
-    lanes = _lanes(worker, httpool_workers)
-    baseline = httpool_workers[-1][0] if len(httpool_workers) > 1 else None
+    labels = list(VARIANTS)
+    if trees is not None:
+        labels = [*trees.labels, *(v for v in VARIANTS if v != "httpool")]
+    baseline = trees.labels[-1] if trees is not None and len(trees.labels) > 1 else None
     rows: list[dict[str, Any]] = []
     plan = [(kind, c) for kind in settings.client_upstreams for c in settings.client_concurrency]
     plan += [
@@ -64,41 +57,54 @@ def run(
         if kind in upstreams  # nginx may not be installed
         for c in settings.same_server_concurrency
     ]
-    for kind, concurrency in plan:
+    for cell, (kind, concurrency) in enumerate(plan):
         upstream = upstreams[kind]
-        rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in lanes}
+        rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+        seeds: list[int] = []
         for r in range(settings.rounds):
-            for label in round_order(list(lanes), r, baseline):
-                child, variant = lanes[label]
-                if not _supported(variant, upstream):
-                    continue
-                result = child.call(
-                    {
-                        "op": "rps",
-                        "variant": variant,
-                        "base_url": upstream.base_url,
-                        "ca": upstream.ca,
-                        "http2": upstream.http2,
-                        "path": PATH,
-                        "concurrency": concurrency,
-                        "duration": settings.client_seconds,
-                        "warmup": settings.client_warmup_seconds,
-                        "max_warmup": settings.client_max_warmup_seconds,
-                        "max_requests": 200_000,
-                    }
-                )
-                rounds[label].append(result)
-                print(
-                    f"  client {kind:7} c={concurrency:<3} round {r + 1} {label:14} "
-                    f"{result['rps']:8.0f} req/s  errors {result['errors']}",
-                    file=sys.stderr,
-                )
-        rows.extend(_rows(kind, concurrency, rounds, baseline))
+            own: dict[str, Child] = {}
+            if trees is not None:
+                seeds.append(round_seed(cell, r))
+                own = trees.start(seeds[-1])
+            try:
+                for label in round_order(labels, r, baseline):
+                    child, variant = (own[label], "httpool") if label in own else (worker, label)
+                    if not _supported(variant, upstream):
+                        continue
+                    result = child.call(
+                        {
+                            "op": "rps",
+                            "variant": variant,
+                            "base_url": upstream.base_url,
+                            "ca": upstream.ca,
+                            "http2": upstream.http2,
+                            "path": PATH,
+                            "concurrency": concurrency,
+                            "duration": settings.client_seconds,
+                            "warmup": settings.client_warmup_seconds,
+                            "max_warmup": settings.client_max_warmup_seconds,
+                            "max_requests": 200_000,
+                        }
+                    )
+                    rounds[label].append(result)
+                    print(
+                        f"  client {kind:7} c={concurrency:<3} round {r + 1} {label:14} "
+                        f"{result['rps']:8.0f} req/s  errors {result['errors']}",
+                        file=sys.stderr,
+                    )
+            finally:
+                if trees is not None:
+                    trees.stop(own)
+        rows.extend(_rows(kind, concurrency, rounds, baseline, seeds))
     return rows
 
 
 def _rows(
-    kind: str, concurrency: int, rounds: dict[str, list[dict[str, Any]]], baseline: str | None
+    kind: str,
+    concurrency: int,
+    rounds: dict[str, list[dict[str, Any]]],
+    baseline: str | None,
+    seeds: list[int],
 ) -> list[dict[str, Any]]:
     medians = {v: median([r["rps"] for r in rs]) for v, rs in rounds.items()}
     out = []
@@ -121,4 +127,6 @@ def _rows(
         )
         if baseline is not None:
             out[-1].update(comparison(variant, rounds, baseline))
+            if variant in ("httpool", baseline):  # fresh processes every round
+                out[-1]["hash_seeds"] = seeds
     return out

@@ -8,7 +8,8 @@ the upstream connections each run opened.
 
 With a baseline (``--baseline REV``) the httpool app runs twice, once per source tree
 (``httpool`` and ``httpool@REV``), each uvicorn process with its tree first on
-``PYTHONPATH``; every round loads both, one after the other.
+``PYTHONPATH``; every round starts both afresh (one hash seed for both, `bench.baseline`),
+warms them up, and loads them one after the other.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from .baseline import Tree, check_import, comparison, round_order
+from .baseline import Tree, check_import, comparison, round_order, round_seed
 from .e2e_app import CONTROL, E2E_VARIANTS
 from .procs import Child, Supervisor, free_port, python
 from .servers import Upstream
@@ -41,38 +42,43 @@ def _get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _start_apps(
+def _start_app(
     sup: Supervisor,
     upstream: Upstream,
-    trees: Sequence[Tree],
+    label: str,
+    variant: str,
+    tree: Tree | None,
     imported: dict[str, dict[str, str]],
-) -> dict[str, tuple[Child, str]]:
-    """Label -> (uvicorn process, URL); one httpool app per tree when `trees` is given."""
-    # (label, variant of bench.e2e_app, the tree it must import or None for any)
-    plan: list[tuple[str, str, Tree | None]] = [(v, v, None) for v in (*E2E_VARIANTS, CONTROL)]
-    if trees:  # the httpool app once per tree, in place of the one above
-        plan = [(t.label, "httpool", t) for t in trees] + [p for p in plan if p[0] != "httpool"]
-    apps: dict[str, tuple[Child, str]] = {}
-    for label, variant, tree in plan:
-        port = free_port()
-        argv = python(
-            "-m", "uvicorn", "bench.e2e_app:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--loop", "uvloop", "--http", "httptools", "--lifespan", "on",
-            "--no-access-log", "--log-level", "warning",
-        )  # fmt: skip
-        env = {"BENCH_VARIANT": variant, "BENCH_UPSTREAM": upstream.base_url}
-        if tree is not None:
-            env |= tree.env
-        child = sup.start(f"e2e-{label}", argv, port=port, env=env)
-        base = f"http://127.0.0.1:{port}"
-        _get_json(base + "/proxy")  # the route works
-        if tree is not None:
-            found = _get_json(base + "/__whoami")["httpool_file"]
-            check_import(tree, f"the e2e app {label}", found)
-            imported.setdefault(tree.label, {})[f"e2e-{label}"] = found
-        apps[label] = (child, base + "/proxy")
-    return apps
+    seed: int | None = None,
+) -> tuple[Child, str]:
+    """One app under uvicorn: its process and the URL to load; a `tree`'s app is checked
+    to import that tree; with `seed`, its ``PYTHONHASHSEED``."""
+    port = free_port()
+    argv = python(
+        "-m", "uvicorn", "bench.e2e_app:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--loop", "uvloop", "--http", "httptools", "--lifespan", "on",
+        "--no-access-log", "--log-level", "warning",
+    )  # fmt: skip
+    env = {"BENCH_VARIANT": variant, "BENCH_UPSTREAM": upstream.base_url}
+    if tree is not None:
+        env |= tree.env
+    if seed is not None:
+        env["PYTHONHASHSEED"] = str(seed)
+    child = sup.start(f"e2e-{label}", argv, port=port, env=env)
+    base = f"http://127.0.0.1:{port}"
+    _get_json(base + "/proxy")  # the route works
+    if tree is not None:
+        found = _get_json(base + "/__whoami")["httpool_file"]
+        check_import(tree, f"the e2e app {label}", found)
+        imported.setdefault(tree.label, {})[f"e2e-{label}"] = found
+    return child, base + "/proxy"
+
+
+def _warm(label: str, url: str, settings: Settings) -> None:
+    """Connections opened, code paths warm."""
+    load(url, max(settings.e2e_concurrency), settings.e2e_warmup_seconds)
+    print(f"  e2e warm-up {label}", file=sys.stderr)
 
 
 def run(
@@ -84,47 +90,71 @@ def run(
 ) -> list[dict[str, Any]]:
     """One row per (concurrency, variant) with the rounds' median req/s and latency.
 
-    `trees` (the current tree, then the baseline) runs one httpool app per tree; the file
-    each app imported httpool from goes into `imported` (tree label -> process -> file).
+    `trees` (the current tree, then the baseline) runs one httpool app per tree, started
+    afresh for every round with one hash seed for both (`bench.baseline`); the file each
+    app imported httpool from goes into `imported` (tree label -> process -> file).
     """
-    apps = _start_apps(sup, upstream, trees, {} if imported is None else imported)
+    imported = {} if imported is None else imported
+    variants = [v for v in (*E2E_VARIANTS, CONTROL) if not (trees and v == "httpool")]
+    apps: dict[str, tuple[Child, str]] = {}
+    labels = [*(t.label for t in trees), *variants]
     baseline = trees[-1].label if len(trees) > 1 else None
     try:
-        for variant, (_, url) in apps.items():  # connections opened, code paths warm
-            load(url, max(settings.e2e_concurrency), settings.e2e_warmup_seconds)
-            print(f"  e2e warm-up {variant}", file=sys.stderr)
+        for variant in variants:  # one process each for the whole run
+            apps[variant] = _start_app(sup, upstream, variant, variant, None, imported)
+            _warm(variant, apps[variant][1], settings)
         rows: list[dict[str, Any]] = []
-        for concurrency in settings.e2e_concurrency:
-            rounds: dict[str, list[dict[str, Any]]] = {v: [] for v in apps}
+        for cell, concurrency in enumerate(settings.e2e_concurrency):
+            rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+            seeds: list[int] = []
             for r in range(settings.rounds):
-                for variant in round_order(list(apps), r, baseline):
-                    url = apps[variant][1]
-                    before = _upstream_stats(upstream)
-                    result = load(url, concurrency, settings.e2e_seconds)
-                    after = _upstream_stats(upstream)
-                    opened = after["connections"] - before["connections"]
-                    served = after["requests"] - before["requests"]
-                    result["upstream_connections"] = opened
-                    result["upstream_requests"] = served
-                    rounds[variant].append(result)
-                    print(
-                        f"  e2e c={concurrency:<3} round {r + 1} {variant:14} "
-                        f"{result['rps']:8.0f} req/s  errors {result['errors']}  "
-                        f"upstream connections opened {opened}",
-                        file=sys.stderr,
-                    )
-            rows.extend(_rows(concurrency, rounds, baseline))
+                own: dict[str, tuple[Child, str]] = {}
+                if trees:
+                    seeds.append(round_seed(cell, r))
+                    for tree in trees:
+                        own[tree.label] = _start_app(
+                            sup, upstream, tree.label, "httpool", tree, imported, seeds[-1]
+                        )
+                        _warm(tree.label, own[tree.label][1], settings)
+                try:
+                    for label in round_order(labels, r, baseline):
+                        url = (own.get(label) or apps[label])[1]
+                        rounds[label].append(_measure(upstream, url, concurrency, settings))
+                        result = rounds[label][-1]
+                        print(
+                            f"  e2e c={concurrency:<3} round {r + 1} {label:14} "
+                            f"{result['rps']:8.0f} req/s  errors {result['errors']}  "
+                            f"upstream connections opened {result['upstream_connections']}",
+                            file=sys.stderr,
+                        )
+                finally:
+                    for child, _ in own.values():
+                        sup.stop(child)
+            rows.extend(_rows(concurrency, rounds, baseline, seeds))
         return rows
     finally:
         for child, _ in apps.values():
             sup.stop(child)
 
 
+def _measure(upstream: Upstream, url: str, concurrency: int, settings: Settings) -> dict[str, Any]:
+    """One wrk run, with the upstream connections it made the app open."""
+    before = _upstream_stats(upstream)
+    result = load(url, concurrency, settings.e2e_seconds)
+    after = _upstream_stats(upstream)
+    result["upstream_connections"] = after["connections"] - before["connections"]
+    result["upstream_requests"] = after["requests"] - before["requests"]
+    return result
+
+
 def _rows(
-    concurrency: int, rounds: dict[str, list[dict[str, Any]]], baseline: str | None
+    concurrency: int,
+    rounds: dict[str, list[dict[str, Any]]],
+    baseline: str | None,
+    seeds: list[int],
 ) -> list[dict[str, Any]]:
     medians = {v: median([r["rps"] for r in rs]) for v, rs in rounds.items()}
-    return [
+    rows = [
         {
             "concurrency": concurrency,
             "variant": variant,
@@ -148,3 +178,7 @@ def _rows(
         }
         for variant, results in rounds.items()
     ]
+    for row in rows:
+        if baseline is not None and row["variant"] in ("httpool", baseline):
+            row["hash_seeds"] = seeds  # fresh processes every round
+    return rows

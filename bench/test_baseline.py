@@ -1,4 +1,5 @@
-"""Checks of ``--baseline``: the export, the import check, the round order and the ratios.
+"""Checks of ``--baseline``: the export, the import check, the round order, the fresh
+processes of each round and the ratios.
 
 Not in the project's test paths (the bench is not part of the package); run them with
 ``.venv/bin/pytest bench/test_baseline.py``.
@@ -10,11 +11,23 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from bench.baseline import check_import, comparison, current_tree, export, pooled, round_order
-from bench.procs import ROOT
+from bench import client_level
+from bench.baseline import (
+    check_import,
+    comparison,
+    current_tree,
+    export,
+    pooled,
+    round_order,
+    round_seed,
+)
+from bench.procs import ROOT, Child
+from bench.servers import Upstream
+from bench.settings import QUICK
 
 
 def _git(*args: str) -> str:
@@ -90,3 +103,63 @@ def test_pooled_is_the_geometric_mean_with_an_interval() -> None:
     assert pooled([1.1, 1.1, 1.1]) == pytest.approx((1.1, 1.1, 1.1))
     assert math.isnan(pooled([1.2])[1])
     assert all(math.isnan(v) for v in pooled([math.nan]))
+
+
+def test_round_seeds_are_fixed_valid_and_differ_from_round_to_round() -> None:
+    seeds = [round_seed(cell, r) for cell in range(14) for r in range(12)]
+    assert seeds == [round_seed(cell, r) for cell in range(14) for r in range(12)]
+    assert all(1 <= seed <= 2**32 - 1 for seed in seeds)  # what PYTHONHASHSEED accepts
+    assert len(set(seeds)) == len(seeds)
+
+
+class _Worker:
+    """Answers the load generator's `rps` command with a figure, recording the calls."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]]) -> None:
+        self.name, self.log = name, log
+
+    def call(self, command: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+        self.log.append((self.name, command["variant"]))
+        return {"rps": 100.0, "warmup_s": 0.1, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0,
+                "error_kinds": []}  # fmt: skip
+
+
+class _Trees:
+    """`FreshProcesses` that hands out recording workers and notes starts and stops."""
+
+    def __init__(self, log: list[tuple[str, str]]) -> None:
+        self.labels = ["httpool", "httpool@old"]
+        self.log = log
+        self.seeds: list[int] = []
+        self.started = self.stopped = 0
+
+    def start(self, seed: int) -> dict[str, Child]:
+        self.seeds.append(seed)
+        self.started += 1
+        return {label: cast(Child, _Worker(f"{label}#{self.started}", self.log))
+                for label in self.labels}  # fmt: skip
+
+    def stop(self, children: dict[str, Child]) -> None:
+        assert set(children) == set(self.labels)
+        self.stopped += 1
+
+
+def test_each_round_runs_the_trees_in_processes_of_its_own() -> None:
+    log: list[tuple[str, str]] = []
+    trees = _Trees(log)
+    shared = cast(Child, _Worker("shared", log))
+    upstream = Upstream("h1", "http://127.0.0.1:9/", None, http2=False)
+    settings = QUICK.replace(
+        rounds=3, client_upstreams=("h1",), client_concurrency=(1, 10), same_server_upstreams=()
+    )
+    rows = client_level.run(shared, {"h1": upstream}, settings, trees)
+    assert trees.started == trees.stopped == 2 * 3  # a start and a stop per cell and round
+    assert trees.seeds == [round_seed(cell, r) for cell in range(2) for r in range(3)]
+    # round 2 of the first cell: its own pair of processes, both running variant httpool
+    assert ("httpool@old#2", "httpool") in log
+    assert ("httpool#2", "httpool") in log
+    assert ("shared", "httpool") not in log  # the shared worker never runs a tree
+    first = {row["variant"]: row for row in rows if row["concurrency"] == 1}
+    assert first["httpool"]["hash_seeds"] == trees.seeds[:3]
+    assert "hash_seeds" not in first["aiohttp"]
+    assert first["httpool"]["over_baseline_rounds"] == [1.0, 1.0, 1.0]
