@@ -17,6 +17,8 @@ RFC 9113 §8.2 asks) decoded it, never-indexed fields as `hpack.NeverIndexedHead
 
 Paths: `/` answers at once, `/slow?d=` after a pause, `/early` answers 413 as soon as the
 headers arrive, then RST_STREAM(NO_ERROR), and never opens its receive window;
+`/trickle?d=` takes the request body slowly (each DATA frame's window is given back `d`
+seconds after it came: a slow upload), then answers;
 `/hang` sends headers and a chunk and never ends; `/settings?max=N` first lowers
 MAX_CONCURRENT_STREAMS to N; `/malformed?kind=K` answers with the malformed header
 block `MALFORMED[K]` (h2's own checks of what it sends are off for it) and nothing
@@ -85,6 +87,7 @@ class ScriptedH2Server(_LoopbackServer):
         self.pings = 0
         self.max_concurrent = 0
         self.heads: list[list[tuple[bytes, bytes]]] = []
+        self.body_bytes = 0  # request body bytes received, over all streams
         self._conns: list[_Conn] = []
 
     def go_silent(self) -> None:
@@ -127,7 +130,13 @@ class ScriptedH2Server(_LoopbackServer):
             if headers[b":path"] == b"/early":
                 self._early(conn, event.stream_id)
         elif isinstance(event, h2.events.DataReceived):
-            if conn.headers.get(event.stream_id, {}).get(b":path") != b"/early":
+            self.body_bytes += len(event.data)
+            path = conn.headers.get(event.stream_id, {}).get(b":path", b"")
+            if path.startswith(b"/trickle"):
+                delay = float(parse_qs(urlsplit(path.decode()).query).get("d", ["0.1"])[0])
+                size, sid = event.flow_controlled_length, event.stream_id
+                asyncio.get_running_loop().call_later(delay, self._give_back, conn, size, sid)
+            elif path != b"/early":
                 conn.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.StreamEnded):
             self._request(conn, event.stream_id)
@@ -135,6 +144,13 @@ class ScriptedH2Server(_LoopbackServer):
             self.resets.append(event.error_code)
         elif isinstance(event, h2.events.PingReceived):
             self.pings += 1
+
+    @staticmethod
+    def _give_back(conn: _Conn, size: int, stream_id: int) -> None:
+        """Open the windows again by `size` (`/trickle`), if the stream still is."""
+        with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
+            conn.h2.acknowledge_received_data(size, stream_id)
+            conn.flush()
 
     def _early(self, conn: _Conn, stream_id: int) -> None:
         self.ran[conn.headers[stream_id].get(b"x-id", b"").decode()] += 1

@@ -102,6 +102,28 @@ async def test_socket_options_are_applied(silent_server: int) -> None:
         await stream.aclose()
 
 
+async def test_a_socket_option_refused_is_a_connect_error_and_closes_the_connection() -> None:
+    """A socket option the system refuses fails the connect as a ConnectError naming the
+    option, and the connection just made is closed, not left open."""
+    closed = asyncio.Event()
+
+    async def watch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # b"" once the client closes
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(watch, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        bad = (socket.SOL_SOCKET, 0x7FFF, 1)  # no such option
+        with pytest.raises(_errors.ConnectError, match="socket option"):
+            await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5, socket_options=[bad])
+        await asyncio.wait_for(closed.wait(), 2)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_connecting_a_socket_that_cannot_be_used_closes_it() -> None:
     """`connect_socket` with a socket asyncio refuses (not connected) closes it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -16,7 +16,8 @@ import pytest
 from hyperframe.frame import GoAwayFrame
 
 from httpool._engine import _http2
-from httpool._engine._errors import ConnectionNotAvailable, StreamNotProcessed
+from httpool._engine._asyncio_backend import AsyncioBackend
+from httpool._engine._errors import ConnectionNotAvailable, PoolTimeout, StreamNotProcessed
 from httpool._engine._transport import PoolTransport
 
 from .conftest import assert_clean
@@ -29,7 +30,7 @@ CANCEL = 0x8
 
 
 def h2_client(
-    server: ScriptedH2Server, *, timeout: float = 5.0, **options: object
+    server: ScriptedH2Server, *, timeout: float | httpx.Timeout = 5.0, **options: object
 ) -> tuple[PoolTransport, httpx.AsyncClient]:
     """A transport speaking HTTP/2 with prior knowledge, and a client on it."""
     transport = PoolTransport(http1=False, http2=True, **options)  # type: ignore[arg-type]
@@ -244,6 +245,72 @@ async def test_body_closed_early_resets_the_stream(server: ScriptedH2Server) -> 
         assert (await client.get("/")).status_code == 200
         assert server.accepted == 1
         assert transport.stats()["streams_open"] == 0
+        assert_clean(transport)
+
+
+async def test_a_slow_upload_is_not_cut_short_by_the_read_timeout(
+    server: ScriptedH2Server,
+) -> None:
+    """The read timeout runs once the body is sent, as on HTTP/1.1: an upload the server
+    takes slowly (its windows given back 0.1 s after each frame, about a second in all)
+    is answered although the read timeout is 0.3 s."""
+    transport, client = h2_client(server)
+    async with transport, client:
+        body = b"u" * 200_000  # three times the initial window
+        timeout = httpx.Timeout(5, read=0.3)
+        response = await client.post("/trickle?d=0.1", content=body, timeout=timeout)
+        assert response.status_code == 200
+        assert server.body_bytes == len(body)
+        assert transport.stats()["errors"] == {}
+        # and the read timeout still holds once the body is in
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post("/slow?d=2", content=b"job", timeout=timeout)
+        assert_clean(transport)
+
+
+async def test_a_stream_limit_that_never_frees_is_a_pool_timeout() -> None:
+    """A request that waits for a stream of a connection whose server allows none fails
+    with the engine's `PoolTimeout` after the pool timeout (httpx's `PoolTimeout` through
+    the transport), not with a bare `TimeoutError`."""
+    server = ScriptedH2Server(max_streams=0)
+    await server.start()
+    try:
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.port, timeout=5)
+        conn = _http2.HTTP2Connection(stream, None)
+        await conn.start(5)
+        assert conn.max_streams == 0
+        timeouts: dict[str, float | None] = {"read": 5, "write": 5, "pool": 0.2}
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(PoolTimeout, match="pool timeout"):
+            await conn.send(engine_request(httpx.Request("GET", server.url), timeouts))
+        assert asyncio.get_running_loop().time() - started < 2
+        await conn.aclose()
+    finally:
+        await server.aclose()
+
+
+async def test_closing_a_response_ends_a_read_of_it_in_another_task(
+    server: ScriptedH2Server,
+) -> None:
+    """A body read waiting in one task ends with `ReadError` when another task closes the
+    response (no read timeout set: it would wait for ever otherwise)."""
+    transport, client = h2_client(server, timeout=httpx.Timeout(5, read=None))
+    async with transport, client:
+        async with client.stream("GET", "/hang") as response:
+            first = asyncio.Event()
+
+            async def read() -> None:
+                async for _ in response.aiter_raw():
+                    first.set()
+
+            reader = asyncio.create_task(read())
+            await asyncio.wait_for(first.wait(), 2)
+            await asyncio.sleep(0.05)  # the reader waits for more
+            await response.aclose()
+            with pytest.raises(httpx.ReadError, match="closed while it was being read"):
+                await asyncio.wait_for(reader, 2)
+        assert transport.stats()["streams_open"] == 0
+        assert (await client.get("/")).status_code == 200
         assert_clean(transport)
 
 

@@ -208,8 +208,13 @@ class AsyncioBackend:
             connect = self._raced(host, port, local_address)
         stream = await self._connect(connect, timeout)
         sock = stream.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+        except OSError as exc:
+            stream.close()
+            msg = f"the socket option {option!r} could not be set: {exc}"
+            raise ConnectError(msg) from exc
         return stream
 
     async def connect_unix_socket(

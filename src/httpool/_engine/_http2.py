@@ -40,6 +40,7 @@ from ._errors import (
     ConnectTimeout,
     LocalProtocolError,
     NetworkError,
+    PoolTimeout,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -616,22 +617,33 @@ class HTTP2Connection:
         return status, stream.headers, _Body(self, stream, read_timeout), extensions
 
     async def _wait_for_slot(self, seconds: float | None) -> None:
-        """Wait until the server's stream limit lets another stream open."""
+        """Wait until the server's stream limit lets another stream open: at most the
+        pool timeout in all (then `PoolTimeout`, as for a connection the pool lacks)."""
         h2c = self._h2
-        while h2c.open_outbound_streams >= self._limit:
-            if self._slot is None:
-                self._slot = self._loop.create_future()
+        try:
             async with asyncio.timeout(seconds):
-                await asyncio.shield(self._slot)
-            if not self.is_available():
-                raise ConnectionNotAvailable
+                while h2c.open_outbound_streams >= self._limit:
+                    if self._slot is None:
+                        self._slot = self._loop.create_future()
+                    await asyncio.shield(self._slot)
+                    if not self.is_available():
+                        raise ConnectionNotAvailable
+        except TimeoutError:
+            msg = "no stream of the HTTP/2 connection came free within the pool timeout"
+            raise PoolTimeout(msg) from None
 
     async def _headers(self, stream: _Stream, seconds: float | None) -> None:
-        """Wait for the response headers of `stream`."""
+        """Wait for the response headers of `stream`.
+
+        The read timeout runs once the request body is sent, as on HTTP/1.1 and in
+        httpcore: while a sender task uploads (at the pace the server's windows allow,
+        each wait bounded by the write timeout) the server has nothing to answer yet.
+        """
         while stream.status is None:
             if stream.error is not None:
                 raise stream.error
-            await self._wait(stream, seconds)
+            sender = stream.sender
+            await self._wait(stream, None if sender and not sender.done() else seconds)
 
     async def _start_body(self, stream: _Stream, request: Request, seconds: float | None) -> None:
         """Queue a body that fits the send window at once; send a larger or streamed one
@@ -660,7 +672,7 @@ class HTTP2Connection:
         except Exception as exc:  # noqa: BLE001 (handed to the request that waits)
             if stream.error is None and not stream.stopped:
                 stream.error = exc
-            stream.wake()
+        stream.wake()  # the request waits for its answer with the read timeout from now
 
     async def _send_body(self, stream: _Stream, body: Any, seconds: float | None) -> None:
         """Send `body` as the windows allow; stop when the stream is answered or reset."""
@@ -740,6 +752,7 @@ class HTTP2Connection:
         if self._streams.pop(stream.id, None) is None:
             return
         self._counters.streams_open -= 1
+        stream.wake()  # a read of this body in another task ends (`_Body` sees it closed)
         if stream.sender is not None and not stream.sender.done():
             stream.sender.cancel()
         unread = sum(size for _, size in stream.chunks)
@@ -863,6 +876,9 @@ class _Body:
     async def __anext__(self) -> bytes:
         stream = self._stream
         while not stream.chunks:
+            if self._closed:  # by another task, while this one waited
+                msg = "the response was closed while it was being read"
+                raise ReadError(msg)
             if stream.ended:
                 raise StopAsyncIteration
             if stream.error is not None:
