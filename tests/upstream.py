@@ -61,8 +61,9 @@ def make_app(server: UpstreamServer) -> Any:
     server's current record (a stream counts in the record it started in).
 
     Paths: `/slow?d=` (or `?delay=`) answers after a pause, `/status?code=` with that
-    status, `/stream?n=&delay=` server-sent events, `/redirect?to=` a 307, `/length` the
-    request body's length; any other path echoes the request as JSON.
+    status, `/stream?n=&delay=` server-sent events, `/redirect?to=` a 307 (after 0.3 s from
+    `/redirect-slow?to=`), `/length` the request body's length; any other path echoes the
+    request as JSON.
     """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -117,7 +118,9 @@ def make_app(server: UpstreamServer) -> Any:
                 watcher.cancel()
                 seen.streams_open -= 1
             return
-        if path == "/redirect":
+        if path in ("/redirect", "/redirect-slow"):
+            if path == "/redirect-slow":
+                await asyncio.sleep(0.3)
             target = scope["query_string"].decode().partition("=")[2]
             await send_response(send, b"", status=307, headers=[(b"location", target.encode())])
             return

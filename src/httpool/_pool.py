@@ -326,7 +326,7 @@ class ClientPool:
             if callable(transport_stats):
                 entry.update(transport_stats())
             # Counted by the provider's transport wrapper, for every transport and kind.
-            entry["requests_in_flight"] = clients.gate.in_flight
+            entry["requests_in_flight"] = clients.gate.busy
             out[name] = entry
         return out
 

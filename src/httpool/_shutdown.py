@@ -32,9 +32,9 @@ async def drain(providers: Mapping[str, ProviderClients], seconds: float) -> Non
     for gate in gates:
         gate.refusing = True
     with anyio.move_on_after(seconds):
-        while any(g.in_flight for g in gates):  # noqa: ASYNC110 - a short poll at shutdown
+        while any(g.busy for g in gates):  # noqa: ASYNC110 - a short poll at shutdown
             await anyio.sleep(0.01)
-    busy = {g.name: g.in_flight for g in gates if g.in_flight}
+    busy = {g.name: g.busy for g in gates if g.busy}
     if busy:
         logger.warning(
             "httpool shutdown: %d request(s) still in flight after %.1f s; closing them",

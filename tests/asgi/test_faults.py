@@ -8,6 +8,7 @@ the ones under uvicorn, and the client kept past its loop, on asyncio.
 import asyncio
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Annotated, Any
 
 import anyio
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from starlette.background import BackgroundTask
 
 import httpool
 
@@ -188,6 +190,69 @@ def test_read_timeout_is_a_504_without_secrets(upstream: Upstream, anyio_backend
     assert bad.json()["error"]["upstream_status"] == 500
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_proxy_stream_ends_quietly_when_the_client_is_gone(anyio_backend: str) -> None:
+    """When sending to the client fails (`OSError`, raised inside the relay's task group)
+    the relay ends without an error, the upstream response is closed and the background
+    task still runs. (asyncio only: httpx leaves the inner generators of a stream left
+    mid-way to garbage collection, which trio reports as a warning.)"""
+    closed: list[bool] = []
+    ran: list[bool] = []
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            yield b"data: 1\n\n"
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("the client went away")
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    upstream = httpx.Response(200, stream=Body())
+    background = BackgroundTask(lambda: ran.append(True))
+    relay = httpool.UpstreamStreamingResponse(upstream, background=background)
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
+    await relay(scope, receive, send)
+    assert closed == [True]
+    assert ran == [True]
+
+
+def test_httpx2_errors_get_the_same_answers(upstream: Upstream, anyio_backend: Backend) -> None:
+    """Routes on httpx2 clients get the same JSON errors as on httpx clients: an upstream
+    that cannot be reached is a 502 naming the provider, a 429 a 503 with Retry-After."""
+    httpx2 = pytest.importorskip("httpx2")
+    down = httpool.Provider("down", base_url=f"http://127.0.0.1:{free_port()}")
+    app = FastAPI(lifespan=httpool.lifespan(down, httpool.Provider("up", base_url=upstream.url)))
+    httpool.install_error_handlers(app)
+
+    @app.get("/down")
+    async def call_down(request: Request) -> Any:
+        client = httpool.get_pool(request).client("down", httpx2.AsyncClient)
+        return (await client.get("/x")).json()
+
+    @app.get("/limited")
+    async def limited(request: Request) -> Any:
+        client = httpool.get_pool(request).client("up", httpx2.AsyncClient)
+        return (await client.get("/status?code=429")).raise_for_status()
+
+    with TestClient(app, backend=anyio_backend) as client:
+        unreachable = client.get("/down")
+        rate_limited = client.get("/limited")
+    assert unreachable.status_code == 502
+    assert unreachable.json()["error"]["kind"] == "connect_error"
+    assert unreachable.json()["error"]["provider"] == "down"
+    assert rate_limited.status_code == 503
+    assert rate_limited.json()["error"]["kind"] == "upstream_rate_limited"
+    assert rate_limited.headers["retry-after"] == "1"
+
+
 @pytest.mark.parametrize("via", ["dependency", "get_pool"])
 def test_client_disconnect_mid_stream_releases_upstream(upstream: Upstream, via: str) -> None:
     """Under uvicorn, a client that goes away mid-stream frees the upstream within a second.
@@ -260,6 +325,54 @@ async def test_shutdown_drains_then_refuses(upstream: Upstream) -> None:
         pool.client("up")
     with pytest.raises(httpool.PoolClosedError, match="closing"):
         await client.get("/late")
+
+
+@pytest.mark.anyio
+async def test_shutdown_drains_sync_requests_too(upstream: Upstream) -> None:
+    """A sync client's request in flight (a `def` route's, in its thread) is counted and
+    drained like an async one: shutdown waits for it, and it is answered."""
+    pool = httpool.ClientPool(httpool.Provider("up", base_url=upstream.url), drain_timeout=3.0)
+    await pool.open()
+    client = pool.sync_client("up")
+    results: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        def slow_call() -> None:
+            results.append(client.get("/slow?delay=0.6").status_code)
+
+        tg.start_soon(anyio.to_thread.run_sync, slow_call)
+        await anyio.sleep(0.2)
+        assert pool.stats()["up"]["requests_in_flight"] == 1
+        started = time.monotonic()
+        await pool.aclose()
+        took = time.monotonic() - started
+    assert results == [200]
+    assert 0.2 < took < 2.0, took
+    with pytest.raises(RuntimeError, match="closed"):  # the pool's, or the closed client's
+        client.get("/late")
+
+
+@pytest.mark.anyio
+async def test_a_redirect_under_way_at_shutdown_is_followed(upstream: Upstream) -> None:
+    """While the pool drains, the next hop of a request admitted before (here a redirect
+    the upstream answers after 0.3 s) goes on, so the request finishes."""
+    provider = httpool.Provider("up", base_url=upstream.url, follow_redirects=True)
+    pool = httpool.ClientPool(provider, drain_timeout=3.0)
+    await pool.open()
+    client = pool.client("up")
+    results: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def call() -> None:
+            results.append(
+                (await client.get(f"/redirect-slow?to={upstream.url}/landed")).status_code
+            )
+
+        tg.start_soon(call)
+        await anyio.sleep(0.1)
+        await pool.aclose()
+    assert results == [200]
+    assert [r["path"] for r in upstream.requests] == ["/redirect-slow", "/landed"]
 
 
 @pytest.mark.anyio

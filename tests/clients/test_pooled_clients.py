@@ -50,3 +50,37 @@ async def test_a_with_block_on_the_sync_client_leaves_it_open(
     said = [r for r in caplog.records if "belongs to the pool" in r.getMessage()]
     assert len(said) == 1
     assert client.is_closed  # the pool closed it at shutdown
+
+
+class _Stream:
+    """A streamed response as the route clean-up sees it; its close may fail."""
+
+    def __init__(self, fails: bool) -> None:
+        self.is_closed = False
+        self.fails = fails
+
+    async def aclose(self) -> None:
+        self.is_closed = True
+        if self.fails:
+            msg = "connection lost to https://user:pw@api.example/v1?key=sk-secret"
+            raise httpx.ReadError(msg)
+
+
+async def test_route_clean_up_closes_every_stream_though_one_close_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stream whose close fails does not keep the route's other streams open; the
+    failure is logged by its type, not its message (which may hold a URL)."""
+    from httpool._clients import OpenStreams
+
+    failing, other = _Stream(fails=True), _Stream(fails=False)
+    streams = OpenStreams()
+    streams.track(failing)
+    streams.track(other)
+    with caplog.at_level(logging.WARNING, logger="httpool"):
+        await streams.close_all()
+    assert failing.is_closed
+    assert other.is_closed
+    assert "ReadError" in caplog.text
+    assert "sk-secret" not in caplog.text
+    assert "api.example" not in caplog.text

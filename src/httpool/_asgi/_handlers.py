@@ -15,20 +15,37 @@ from .._policy._retry import parse_retry_after
 
 __all__ = ["install_error_handlers"]
 
-#: (exception class, HTTP status, kind) — looked up along the exception's MRO, so the
-#: most specific class wins (PoolTimeout before TimeoutException).
-_MAPPING: tuple[tuple[type[Exception], int, str], ...] = (
+#: (exception class name, HTTP status, kind) — the same names in httpx and httpx2, whose
+#: classes are distinct; looked up along the exception's MRO, so the most specific class
+#: wins (PoolTimeout before TimeoutException).
+_LIBRARY_MAPPING: tuple[tuple[str, int, str], ...] = (
+    ("PoolTimeout", 503, "pool_timeout"),
+    ("ConnectTimeout", 504, "connect_timeout"),
+    ("TimeoutException", 504, "timeout"),
+    ("ConnectError", 502, "connect_error"),
+    ("RemoteProtocolError", 502, "protocol_error"),
+    ("TransportError", 502, "transport_error"),
+    ("HTTPStatusError", 502, "upstream_status"),
+)
+_OWN_MAPPING: tuple[tuple[type[Exception], int, str], ...] = (
     (LimitTimeout, 503, "limit_timeout"),
     (CircuitOpenError, 503, "circuit_open"),
-    (httpx.PoolTimeout, 503, "pool_timeout"),
     (PoolClosedError, 503, "shutting_down"),
-    (httpx.ConnectTimeout, 504, "connect_timeout"),
-    (httpx.TimeoutException, 504, "timeout"),
-    (httpx.ConnectError, 502, "connect_error"),
-    (httpx.RemoteProtocolError, 502, "protocol_error"),
-    (httpx.TransportError, 502, "transport_error"),
-    (httpx.HTTPStatusError, 502, "upstream_status"),
 )
+
+
+def _libraries() -> list[Any]:
+    """httpx, and httpx2 when installed (`httpool[httpx2]`)."""
+    libraries: list[Any] = [httpx]
+    try:
+        import httpx2
+    except ImportError:
+        pass
+    else:
+        libraries.append(httpx2)
+    return libraries
+
+
 _MESSAGES = {
     "limit_timeout": "the provider's concurrency or rate limit admitted no request in time; "
     "retry shortly",
@@ -64,7 +81,10 @@ def _provider(exc: Exception) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _handler(status: int, kind: str) -> Any:
+def _handler(status: int, kind: str, libraries: list[Any]) -> Any:
+    status_errors = tuple(lib.HTTPStatusError for lib in libraries)
+    request_errors = tuple(lib.RequestError for lib in libraries)
+
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         body: dict[str, Any] = {
             "provider": _provider(exc),
@@ -73,7 +93,7 @@ def _handler(status: int, kind: str) -> Any:
         }
         headers: dict[str, str] = {}
         answer_status = status
-        if isinstance(exc, httpx.HTTPStatusError):
+        if isinstance(exc, status_errors):
             upstream = exc.response.status_code
             body["upstream_status"] = upstream
             if upstream in (429, 503):
@@ -89,7 +109,7 @@ def _handler(status: int, kind: str) -> Any:
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_in)))
         elif status == 503:
             pool_timeout = None
-            if isinstance(exc, httpx.RequestError):
+            if isinstance(exc, request_errors):
                 with_timeout = _request_of(exc)
                 timeouts = with_timeout.extensions.get("timeout", {}) if with_timeout else {}
                 pool_timeout = timeouts.get("pool")
@@ -108,7 +128,13 @@ def install_error_handlers(app: Any) -> None:
     errors → 502; `raise_for_status()` errors → 502, except an upstream 429 or 503,
     which becomes a 503 carrying the upstream's `Retry-After`. The body
     is `{"error": {"provider": ..., "kind": ..., "message": ...}}`: no URL, header,
-    secret or traceback.
+    secret or traceback. httpx2's exceptions are answered alike when httpx2 is installed.
     """
-    for exc_class, status, kind in _MAPPING:
-        app.add_exception_handler(exc_class, _handler(status, kind))
+    libraries = _libraries()
+    mapping = [
+        *_OWN_MAPPING,
+        *((getattr(lib, name), status, kind) for lib in libraries
+          for name, status, kind in _LIBRARY_MAPPING),
+    ]  # fmt: skip
+    for exc_class, status, kind in mapping:
+        app.add_exception_handler(exc_class, _handler(status, kind, libraries))

@@ -56,10 +56,13 @@ class UpstreamStreamingResponse(StreamingResponse):
                 tg.start_soon(watch_disconnect)
                 await self.stream_response(send)
                 tg.cancel_scope.cancel()
-        except OSError:
-            pass  # the client went away while we were sending
+        except* OSError:
+            pass  # the client went away while we were sending (raised in the task group)
         finally:
             with anyio.CancelScope(shield=True):
+                # the relay's generator first (left mid-way when sending failed), then
+                # the upstream response it reads
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
                 await self.upstream.aclose()
         if self.background is not None:
             await self.background()

@@ -11,6 +11,7 @@ hop, so a hop that leaves the provider's origins goes without its credentials.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import AsyncExitStack
 from contextvars import ContextVar, Token
@@ -128,8 +129,15 @@ class OpenStreams:
         responses, self.responses = self.responses, []
         with anyio.CancelScope(shield=True):
             for response in responses:
-                if not response.is_closed:
+                if response.is_closed:
+                    continue
+                try:
                     await response.aclose()
+                except Exception as exc:  # noqa: BLE001 (the others are closed all the same)
+                    logger.warning(
+                        "httpool: closing a response the route left open failed (%s)",
+                        type(exc).__name__,  # (the type only: a message may hold a URL)
+                    )
 
 
 #: The open streams of the route being run, set (and reset) by httpool's dependency.
@@ -140,12 +148,16 @@ class Gate:
     """The origin guard, the count of requests in flight and the closing switch of a provider.
 
     Attributes:
-        in_flight: requests admitted whose response is not closed yet.
+        in_flight: async requests admitted whose response is not closed yet.
+        sync_in_flight: the same for sync clients' requests (see `busy` for both).
         refusing: new requests fail with `PoolClosedError` (set while the pool closes).
         owned: the pool owns the clients: closing one from outside is refused (logged).
     """
 
-    __slots__ = ("_allowed", "_header_names", "_shown", "in_flight", "name", "owned", "refusing")
+    __slots__ = (
+        "_allowed", "_header_names", "_shown", "_sync_lock", "in_flight", "name", "owned",
+        "refusing", "sync_in_flight",
+    )  # fmt: skip
 
     def __init__(self, provider: Provider) -> None:
         import httpx
@@ -155,30 +167,58 @@ class Gate:
         self._shown = tuple(origins)
         self._allowed = frozenset(_key(httpx.URL(o)) for o in origins)
         self._header_names = frozenset(h.lower() for h in provider.headers) | {"authorization"}
-        self.in_flight = 0
+        self.in_flight = 0  # async requests: counted on the event loop's thread only
+        self.sync_in_flight = 0  # sync clients' requests, from their threads
+        self._sync_lock = threading.Lock()
         self.refusing = False
         self.owned = False
 
     def admit(self, url: _URL, headers: Any, extensions: dict[str, Any]) -> float:
-        """Let a request through, or raise; returns a start time for the debug log.
+        """Let a request through (`check`) and count it in flight; returns a start time
+        for the debug log. On the event loop's thread only."""
+        self.check(url, headers, extensions)
+        self.in_flight += 1
+        return time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
+
+    def check(self, url: _URL, headers: Any, extensions: dict[str, Any]) -> None:
+        """Let a request through, or raise.
 
         The first hop must go to the provider's origins (`OriginNotAllowedError`);
         a later hop that leaves them loses the provider's headers and `Authorization`.
+        While the pool closes, new requests are refused (`PoolClosedError`); the later
+        hops of a request admitted before (a redirect, an auth flow's next request) go
+        on, so that the drain lets it finish.
         """
-        if self.refusing:
+        hop = TAG in extensions
+        if self.refusing and not hop:
             raise PoolClosedError(self.name, "closing")
         if self._allowed and _key(url) not in self._allowed:
-            if TAG not in extensions:
+            if not hop:
                 raise OriginNotAllowedError(self.name, origin_of(url), self._shown)
             for name in self._header_names:
                 headers.pop(name, None)
         extensions[TAG] = self.name
-        self.in_flight += 1
-        return time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
 
     def release(self) -> None:
         """A request admitted is done (its response closed, or it failed)."""
         self.in_flight -= 1
+
+    def admit_sync(self, url: _URL, headers: Any, extensions: dict[str, Any]) -> None:
+        """`admit` for a sync client's request, from the thread that sends it: counted
+        apart (under a lock), as the event loop's thread counts the others unlocked."""
+        self.check(url, headers, extensions)
+        with self._sync_lock:
+            self.sync_in_flight += 1
+
+    def release_sync(self) -> None:
+        """A sync client's request admitted is done (from any thread)."""
+        with self._sync_lock:
+            self.sync_in_flight -= 1
+
+    @property
+    def busy(self) -> int:
+        """Requests in flight, async and sync."""
+        return self.in_flight + self.sync_in_flight
 
     def log(self, method: str, url: _URL, status: int, started: float) -> None:
         """One DEBUG record per request (hop), with structured fields and no URL query."""

@@ -11,7 +11,7 @@ request (every redirect hop) passes the provider's gate in the transport wrapper
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "CountedBody",
     "GateTransport",
     "SyncClientGuards",
+    "SyncCountedBody",
     "SyncGateTransport",
 ]
 
@@ -136,16 +137,44 @@ class GateTransport:
         await self.inner.aclose()
 
 
+class SyncCountedBody:
+    """A sync response body that tells its provider's gate when it is closed."""
+
+    def __init__(self, stream: Any, gate: Gate) -> None:
+        self._stream, self._gate, self._closed = stream, gate, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._gate.release_sync()
+        self._stream.close()
+
+
 class SyncGateTransport:
-    """The sync twin of `GateTransport` (origins and the provider tag)."""
+    """The sync twin of `GateTransport`: the same gate, its requests counted from the
+    threads that send them (`Gate.admit_sync`), so that shutdown drains them too."""
+
+    counted: type[SyncCountedBody]  # the library's counted body class
 
     def __init__(self, inner: Any, gate: Gate) -> None:
         self.inner, self.gate = inner, gate
 
     def handle_request(self, request: Any) -> Any:
-        self.gate.admit(request.url, request.headers, request.extensions)
-        self.gate.release()  # sync requests are not drained: counted only while admitted
-        return self.inner.handle_request(request)
+        gate = self.gate
+        gate.admit_sync(request.url, request.headers, request.extensions)
+        try:
+            response = self.inner.handle_request(request)
+        except BaseException:
+            gate.release_sync()
+            raise
+        if response.is_closed:  # read already (a mock's response made with content=)
+            gate.release_sync()
+            return response
+        response.stream = self.counted(response.stream, gate)
+        return response
 
     def close(self) -> None:
         self.inner.close()

@@ -19,6 +19,7 @@ from ._guards import (
     CountedBody,
     GateTransport,
     SyncClientGuards,
+    SyncCountedBody,
     SyncGateTransport,
 )
 from ._speedups import CookiesOnlyWhenSet, RememberedURLs
@@ -49,8 +50,14 @@ class ProviderTransport(GateTransport, httpx.AsyncBaseTransport):
     counted = _CountedStream
 
 
+class _SyncCountedStream(SyncCountedBody, httpx.SyncByteStream):
+    """A httpx sync response body that tells its provider's gate when it is closed."""
+
+
 class SyncProviderTransport(SyncGateTransport, httpx.BaseTransport):
-    """The sync twin (origins and the provider tag)."""
+    """The sync twin (see `SyncGateTransport`)."""
+
+    counted = _SyncCountedStream
 
 
 class PooledAsyncClient(AsyncClientGuards, RememberedURLs, CookiesOnlyWhenSet, httpx.AsyncClient):

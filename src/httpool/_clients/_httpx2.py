@@ -21,6 +21,7 @@ from ._guards import (
     CountedBody,
     GateTransport,
     SyncClientGuards,
+    SyncCountedBody,
     SyncGateTransport,
 )
 from ._httpx import async_options, common_options, verify_option
@@ -46,8 +47,14 @@ class Httpx2ProviderTransport(GateTransport, httpx2.AsyncBaseTransport):
     counted = _CountedStream
 
 
+class _SyncCountedStream(SyncCountedBody, httpx2.SyncByteStream):
+    """A httpx2 sync response body that tells its provider's gate when it is closed."""
+
+
 class _SyncProviderTransport(SyncGateTransport, httpx2.BaseTransport):
-    """The sync twin (origins and the provider tag)."""
+    """The sync twin (see `SyncGateTransport`)."""
+
+    counted = _SyncCountedStream
 
 
 class PooledAsyncClient2(AsyncClientGuards, RememberedURLs, httpx2.AsyncClient):
