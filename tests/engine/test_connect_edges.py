@@ -89,6 +89,51 @@ async def test_a_cancelled_tls_handshake_closes_the_connection(silent_server: in
         await stream.write(b"x")
 
 
+async def test_every_read_keeps_its_own_timeout() -> None:
+    """The stream's one read timer (see `_Stream`) times out each read at its own
+    deadline: a shorter timeout after a longer one, a read that waits past an earlier
+    read's deadline, a read without timeout after reads with one."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def keep(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+
+    server = await asyncio.start_server(keep, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+
+    def send_later(delay: float, data: bytes) -> None:
+        loop.call_later(delay, writers[0].write, data)
+
+    stream = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
+    try:
+        while not writers:
+            await asyncio.sleep(0.01)
+        send_later(0.05, b"a")
+        assert await stream.read(100, timeout=5) == b"a"  # the timer: 5 s from here
+        started = loop.time()
+        with pytest.raises(_errors.ReadTimeout):
+            await stream.read(100, timeout=0.2)  # earlier than the timer: its own
+        assert 0.15 < loop.time() - started < 1.0
+        started = loop.time()
+        for _ in range(8):  # 0.8 s of reads, each answered within its 0.3 s
+            send_later(0.1, b"b")
+            assert await stream.read(100, timeout=0.3) == b"b"
+        assert loop.time() - started > 0.6
+        send_later(0.6, b"c")  # past the deadline of the reads above
+        assert await stream.read(100, timeout=None) == b"c"
+        started = loop.time()
+        with pytest.raises(_errors.ReadTimeout):
+            await stream.read(100, timeout=0.3)
+        assert 0.25 < loop.time() - started < 1.0
+    finally:
+        await stream.aclose()
+        for writer in writers:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_socket_options_are_applied(silent_server: int) -> None:
     """`socket_options` reach the connected socket."""
     options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
