@@ -32,19 +32,26 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """A TCP server on 127.0.0.1 that accepts and never sends a byte; its port."""
+async def holding_server() -> AsyncIterator[tuple[int, list[asyncio.StreamWriter]]]:
+    """A TCP server on 127.0.0.1 that accepts and sends nothing by itself: its port, and
+    the writers of the connections it accepted (a test sends through them)."""
     held: list[asyncio.StreamWriter] = []
 
     async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
+    yield server.sockets[0].getsockname()[1], held
     for writer in held:
         writer.transport.abort()
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+def silent_server(holding_server: tuple[int, list[asyncio.StreamWriter]]) -> int:
+    """A TCP server on 127.0.0.1 that accepts and never sends a byte; its port."""
+    return holding_server[0]
 
 
 @pytest.fixture
@@ -89,17 +96,13 @@ async def test_a_cancelled_tls_handshake_closes_the_connection(silent_server: in
         await stream.write(b"x")
 
 
-async def test_every_read_keeps_its_own_timeout() -> None:
+async def test_every_read_keeps_its_own_timeout(
+    holding_server: tuple[int, list[asyncio.StreamWriter]],
+) -> None:
     """The stream's one read timer (see `_Stream`) times out each read at its own
     deadline: a shorter timeout after a longer one, a read that waits past an earlier
     read's deadline, a read without timeout after reads with one."""
-    writers: list[asyncio.StreamWriter] = []
-
-    async def keep(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-
-    server = await asyncio.start_server(keep, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    port, writers = holding_server
     loop = asyncio.get_running_loop()
 
     def send_later(delay: float, data: bytes) -> None:
@@ -128,10 +131,6 @@ async def test_every_read_keeps_its_own_timeout() -> None:
         assert 0.25 < loop.time() - started < 1.0
     finally:
         await stream.aclose()
-        for writer in writers:
-            writer.transport.abort()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_socket_options_are_applied(silent_server: int) -> None:
