@@ -111,22 +111,12 @@ def run(
                 own: dict[str, tuple[Child, str]] = {}
                 if trees:
                     seeds.append(round_seed(cell, r))
-                    for tree in trees:
-                        own[tree.label] = _start_app(
-                            sup, upstream, tree.label, "httpool", tree, imported, seeds[-1]
-                        )
-                        _warm(tree.label, own[tree.label][1], settings)
+                    own = _tree_apps(sup, upstream, trees, imported, seeds[-1], settings)
                 try:
                     for label in round_order(labels, r, baseline):
                         url = (own.get(label) or apps[label])[1]
-                        rounds[label].append(_measure(upstream, url, concurrency, settings))
-                        result = rounds[label][-1]
-                        print(
-                            f"  e2e c={concurrency:<3} round {r + 1} {label:14} "
-                            f"{result['rps']:8.0f} req/s  errors {result['errors']}  "
-                            f"upstream connections opened {result['upstream_connections']}",
-                            file=sys.stderr,
-                        )
+                        where = f"c={concurrency:<3} round {r + 1} {label:14}"
+                        rounds[label].append(_measure(upstream, url, concurrency, settings, where))
                 finally:
                     for child, _ in own.values():
                         sup.stop(child)
@@ -137,13 +127,36 @@ def run(
             sup.stop(child)
 
 
-def _measure(upstream: Upstream, url: str, concurrency: int, settings: Settings) -> dict[str, Any]:
-    """One wrk run, with the upstream connections it made the app open."""
+def _tree_apps(
+    sup: Supervisor,
+    upstream: Upstream,
+    trees: Sequence[Tree],
+    imported: dict[str, dict[str, str]],
+    seed: int,
+    settings: Settings,
+) -> dict[str, tuple[Child, str]]:
+    """Each tree's httpool app, started afresh with hash seed `seed` and warmed up."""
+    apps = {}
+    for tree in trees:
+        apps[tree.label] = _start_app(sup, upstream, tree.label, "httpool", tree, imported, seed)
+        _warm(tree.label, apps[tree.label][1], settings)
+    return apps
+
+
+def _measure(
+    upstream: Upstream, url: str, concurrency: int, settings: Settings, where: str
+) -> dict[str, Any]:
+    """One wrk run, with the upstream connections it made the app open (logged as `where`)."""
     before = _upstream_stats(upstream)
     result = load(url, concurrency, settings.e2e_seconds)
     after = _upstream_stats(upstream)
-    result["upstream_connections"] = after["connections"] - before["connections"]
+    result["upstream_connections"] = opened = after["connections"] - before["connections"]
     result["upstream_requests"] = after["requests"] - before["requests"]
+    print(
+        f"  e2e {where} {result['rps']:8.0f} req/s  errors {result['errors']}  "
+        f"upstream connections opened {opened}",
+        file=sys.stderr,
+    )
     return result
 
 

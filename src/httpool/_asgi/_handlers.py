@@ -9,6 +9,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from .._clients import require_httpx2
 from .._errors import PoolClosedError
 from .._policy import CircuitOpenError, LimitTimeout
 from .._policy._retry import parse_retry_after
@@ -36,14 +37,10 @@ _OWN_MAPPING: tuple[tuple[type[Exception], int, str], ...] = (
 
 def _libraries() -> list[Any]:
     """httpx, and httpx2 when installed (`httpool[httpx2]`)."""
-    libraries: list[Any] = [httpx]
     try:
-        import httpx2
+        return [httpx, require_httpx2("install_error_handlers")]
     except ImportError:
-        pass
-    else:
-        libraries.append(httpx2)
-    return libraries
+        return [httpx]
 
 
 _MESSAGES = {

@@ -92,7 +92,7 @@ class _Stream:
         self._loop = asyncio.get_running_loop()
         self._deadline: float | None = None  # of the read waiting now, if it has one
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer_at = 0.0  # the deadline it was armed for (uvloop's `when()` rounds it)
 
     async def _read_wait(self, waiter: asyncio.Future[None], seconds: float) -> None:
         deadline = self._loop.time() + seconds
