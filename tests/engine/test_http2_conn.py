@@ -346,6 +346,45 @@ async def test_server_disconnect_fails_the_streams_and_the_pool_recovers(
         assert_clean(transport)
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_new_connection_dropped_under_concurrent_streams_is_not_retried(
+    server: ScriptedH2Server, method: str
+) -> None:
+    """Streams sent together on a connection that had finished no request fail when it
+    is dropped, with no retry even where one is allowed (GET, or POST with retry_post):
+    other streams on a new connection do not make it a reused one that went stale."""
+    transport, client = h2_client(server, retry_post=True)
+    async with transport, client:
+        sent = [
+            asyncio.create_task(client.request(method, "/slow?d=1", content=b"x")) for _ in range(3)
+        ]
+        await asyncio.sleep(0.2)
+        assert (server.accepted, len(server.heads)) == (1, 3)
+        server.drop_connections()
+        results = await asyncio.gather(*sent, return_exceptions=True)
+        assert all(isinstance(r, httpx.ReadError | httpx.RemoteProtocolError) for r in results)
+        assert transport.stats()["retries"] == 0
+        assert len(server.heads) == 3  # none sent again
+        assert_clean(transport)
+
+
+async def test_a_connection_that_finished_a_request_is_reused_and_its_failure_retried(
+    server: ScriptedH2Server,
+) -> None:
+    """The control: once a connection has finished a request, a POST with retry_post that
+    dies on it before any response is sent once more, on a new connection."""
+    transport, client = h2_client(server, retry_post=True)
+    async with transport, client:
+        assert (await client.get("/")).status_code == 200
+        post = asyncio.create_task(client.post("/slow?d=0.5", content=b"x"))
+        await asyncio.sleep(0.2)
+        server.drop_connections()
+        assert (await post).status_code == 200
+        assert transport.stats()["retries"] == 1
+        assert (server.accepted, len(server.heads)) == (2, 3)
+        assert_clean(transport)
+
+
 # -- the connection alone, on an in-memory wire that delivers one byte per read ------------
 
 

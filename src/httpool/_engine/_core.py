@@ -238,6 +238,7 @@ class Engine:
         try:
             for _ in range(MAX_ATTEMPTS):
                 conn = await scheduler.acquire(key, pool_timeout, fresh)
+                reused = conn.done  # requests it had finished before this one took it
                 try:
                     if conn.inner is None:
                         await scheduler.connect(conn, request)
@@ -248,7 +249,7 @@ class Engine:
                     scheduler.release(conn)
                     if tries is None:
                         tries = _Tries()
-                    if self._again(tries, exc, request, conn):
+                    if self._again(tries, exc, request, conn, reused):
                         fresh = tries.fresh
                         continue
                     raise
@@ -266,8 +267,15 @@ class Engine:
             self._in_flight -= 1
             raise
 
-    def _again(self, tries: _Tries, exc: BaseException, request: Request, conn: Conn) -> bool:
-        """Whether to try `request` again after `exc` (the retry rules, in one place)."""
+    def _again(
+        self, tries: _Tries, exc: BaseException, request: Request, conn: Conn, reused: int
+    ) -> bool:
+        """Whether to try `request` again after `exc` (the retry rules, in one place).
+
+        `reused` is how many requests `conn` had finished when this one took it: a
+        connection that never finished one (new, or HTTP/2 with only this request's
+        concurrent streams on it) cannot have gone stale, so its failure is not retried.
+        """
         if isinstance(exc, ConnectionNotAvailable):
             if tries.hops < MAX_HOPS:
                 tries.hops += 1  # nothing was sent on it: try another connection
@@ -281,10 +289,9 @@ class Engine:
                 self._resent += 1
                 return True
             return False
-        # Reused: by an earlier request, or (HTTP/2) by other streams meanwhile.
         if (
             not tries.retried
-            and conn.used > 1
+            and reused
             and not _response_started(conn.inner)
             and self._may_retry(request, exc)
         ):

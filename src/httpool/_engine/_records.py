@@ -88,8 +88,8 @@ class Conn:
     """A slot in the pool: a connection being opened, or an open one."""
 
     __slots__ = (
-        "born", "closed", "h2", "idle_at", "inner", "maybe_h2", "origin", "stream", "streams",
-        "used",
+        "born", "closed", "done", "h2", "idle_at", "inner", "maybe_h2", "origin", "stream",
+        "streams", "used",
     )  # fmt: skip
 
     def __init__(self, origin: Origin, maybe_h2: bool) -> None:
@@ -101,6 +101,7 @@ class Conn:
         self.closed = False
         self.streams = 1  # requests using it; the one that opens it counts
         self.used = 1  # requests handed it so far
+        self.done = 0  # requests given back (`Scheduler.release`) so far
         self.born = time.monotonic()
         self.idle_at = 0.0
 

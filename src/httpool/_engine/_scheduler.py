@@ -350,6 +350,7 @@ class Scheduler:
     def release(self, conn: Conn) -> None:
         """A request is done with `conn`: reuse it, hand it on, or close it."""
         conn.streams -= 1
+        conn.done += 1
         inner = conn.inner
         if conn.closed:
             return
