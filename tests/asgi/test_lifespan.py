@@ -126,6 +126,50 @@ def test_unknown_provider_in_nested_dependency_fails(
         pass
 
 
+def _sub_app(provider_name: str, *, own_pool: Upstream | None = None) -> FastAPI:
+    """A sub-app whose route depends on `provider_name`; with `own_pool`, it has an
+    httpool lifespan of its own (which Starlette does not run when it is mounted)."""
+    lifespan = None
+    if own_pool is not None:
+        lifespan = httpool.lifespan(httpool.Provider(provider_name, base_url=own_pool.url))
+    sub = FastAPI(lifespan=lifespan)
+    Client = Annotated[httpx.AsyncClient, httpool.client(provider_name)]  # noqa: N806
+
+    @sub.get("/call")
+    async def call(c: Client) -> Any:
+        return {**(await c.get("/v1/ping")).json(), "provider": c.provider_name}  # type: ignore[attr-defined]
+
+    return sub
+
+
+def test_a_mounted_sub_app_uses_the_pool_of_the_app_it_is_mounted_in(
+    upstream: Upstream, anyio_backend: Backend
+) -> None:
+    """The outer app's lifespan runs, the sub-app's does not: the sub-app's routes get the
+    outer pool's client, credentials included."""
+    app = make_app(upstream)
+    app.mount("/sub", _sub_app("up", own_pool=upstream))
+    with TestClient(app, backend=anyio_backend) as client:
+        body = client.get("/sub/call").json()
+    assert (body["path"], body["provider"]) == ("/v1/ping", "up")
+    assert body["headers"]["authorization"] == "Bearer sk-abcdef"  # the outer provider's
+
+
+def test_a_mounted_sub_apps_unknown_provider_fails_at_startup(
+    upstream: Upstream, anyio_backend: Backend
+) -> None:
+    """The start-up check walks mounted sub-apps: a provider only the sub-app's own
+    (never run) lifespan would register stops the outer app, naming the route."""
+    app = make_app(upstream)
+    app.mount("/sub", _sub_app("voyage", own_pool=upstream))
+    with (
+        pytest.raises(httpool.UnknownProviderError, match="'voyage'; registered: up") as info,
+        TestClient(app, backend=anyio_backend),
+    ):
+        pass
+    assert "/sub/call" in "".join(info.value.__notes__)
+
+
 def test_check_routes_can_be_turned_off(upstream: Upstream, anyio_backend: Backend) -> None:
     """With check_routes=False the app starts; the route fails at request time instead."""
     app = make_app(upstream, check_routes=False)
