@@ -61,9 +61,10 @@ conformance: $(CONF_STAMP)
 	$(CONF_VENV)/bin/python -m tests.conformance
 	$(CONF_VENV)/bin/pytest -m nginx
 
+# BENCH_ARGS: options of `python -m bench`, e.g. BENCH_ARGS="--baseline bd45b69 --only e2e"
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 stress: install
 	$(BIN)/python -m tests.stress --requests 50000 --concurrency 200
