@@ -25,8 +25,6 @@ from .variants import HTTP2_CAPABLE, VARIANTS
 
 __all__ = ["run"]
 
-PATH = "/embed"
-
 
 def _supported(variant: str, upstream: Upstream) -> bool:
     # granian --http 2 speaks only HTTP/2; the aiohttp variants speak only HTTP/1.1
@@ -72,19 +70,15 @@ def run(
                     if not _supported(variant, upstream):
                         continue
                     result = child.call(
-                        {
-                            "op": "rps",
-                            "variant": variant,
-                            "base_url": upstream.base_url,
-                            "ca": upstream.ca,
-                            "http2": upstream.http2,
-                            "path": PATH,
-                            "concurrency": concurrency,
-                            "duration": settings.client_seconds,
-                            "warmup": settings.client_warmup_seconds,
-                            "max_warmup": settings.client_max_warmup_seconds,
-                            "max_requests": 200_000,
-                        }
+                        upstream.command(
+                            "rps",
+                            variant,
+                            concurrency,
+                            duration=settings.client_seconds,
+                            warmup=settings.client_warmup_seconds,
+                            max_warmup=settings.client_max_warmup_seconds,
+                            max_requests=200_000,
+                        )
                     )
                     rounds[label].append(result)
                     print(

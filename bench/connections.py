@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .client_level import PATH
 from .procs import Child
 from .servers import Upstream
 from .settings import Settings
@@ -34,18 +33,14 @@ def run(worker: Child, upstreams: dict[str, Upstream], settings: Settings) -> li
                     if upstream.http2 and variant not in HTTP2_CAPABLE:
                         continue
                     result = worker.call(
-                        {
-                            "op": "count",
-                            "variant": variant,
-                            "base_url": upstream.base_url,
-                            "stats_url": upstream.stats_url,
-                            "ca": upstream.ca,
-                            "http2": upstream.http2,
-                            "path": PATH,
-                            "concurrency": concurrency,
-                            "requests": settings.count_requests,
-                            "max_seconds": settings.count_seconds,
-                        }
+                        upstream.command(
+                            "count",
+                            variant,
+                            concurrency,
+                            stats_url=upstream.stats_url,
+                            requests=settings.count_requests,
+                            max_seconds=settings.count_seconds,
+                        )
                     )
                     rounds[variant].append(result)
                     print(

@@ -16,7 +16,7 @@ import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from .certs import Certs
 from .procs import Supervisor, free_port, python, wait_for_port
@@ -86,6 +86,10 @@ def _start_nginx(sup: Supervisor, certs: Certs) -> tuple[int, int] | None:
     return h1, h2
 
 
+#: The path every upstream answers with the bench's embedding-sized JSON body.
+PATH: Final = "/embed"
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """A running upstream: where to send requests and where to read its counters."""
@@ -102,6 +106,20 @@ class Upstream:
     @property
     def label(self) -> str:
         return _LABELS[self.kind]
+
+    def command(self, op: str, variant: str, concurrency: int, **more: Any) -> dict[str, Any]:
+        """A load generator's command (`loadgen`): `op` for `variant` against this
+        upstream's `PATH` at `concurrency`, with the op's own fields in `more`."""
+        return {
+            "op": op,
+            "variant": variant,
+            "base_url": self.base_url,
+            "ca": self.ca,
+            "http2": self.http2,
+            "path": PATH,
+            "concurrency": concurrency,
+            **more,
+        }
 
 
 def start_upstreams(sup: Supervisor, certs: Certs, kinds: Iterable[str]) -> dict[str, Upstream]:
