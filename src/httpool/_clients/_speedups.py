@@ -68,7 +68,7 @@ class SkipEmptyCookies(httpx.Cookies):
 # The two mixins below put the speed-ups on a pooled client; each goes before the
 # library's client class in the bases, so `super()` is that client (which mypy cannot
 # see: hence the `misc` ignores). Their state lives on the client under names of
-# httpool's own (`httpool_urls`, `httpool_cookies`), never the library's.
+# httpool's own (`httpool_urls`, `httpool_jar`), never the library's.
 
 
 class RememberedURLs:
@@ -95,14 +95,14 @@ class CookiesOnlyWhenSet:
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.httpool_cookies = SkipEmptyCookies(kwargs.get("cookies"))
+        self.httpool_jar = SkipEmptyCookies(kwargs.get("cookies"))
         super().__init__(*args, **kwargs)
 
     @property
     def cookies(self) -> httpx.Cookies:
         """The client's cookie store (one that skips responses setting no cookie)."""
-        return self.httpool_cookies
+        return self.httpool_jar
 
     @cookies.setter
     def cookies(self, cookies: Any) -> None:
-        self.httpool_cookies = SkipEmptyCookies(cookies)
+        self.httpool_jar = SkipEmptyCookies(cookies)
